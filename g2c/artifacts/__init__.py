@@ -1,0 +1,153 @@
+"""On-disk artifacts: atomic writes, manifests and safetensors weights.
+
+Every file g2c writes goes through these helpers: the bytes land in a temporary file in the
+target directory, are flushed and fsync'ed, then renamed over the destination
+(``os.replace`` is atomic on POSIX and Windows), so a crash never leaves a half-written file.
+
+A run directory holds ``manifest.json`` (``{"format": ..., "format_version": ..., ...}``);
+:func:`read_manifest` checks the format name and version and raises ``ValueError`` naming both
+on a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename ``tmp_path`` onto ``path`` atomically.
+
+    ``write`` receives a fresh temporary path in the same directory and must create the file.
+    On any exception the temporary file is removed and the destination is untouched.
+    Returns the destination path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename). Returns the path."""
+    return atomic_write_with(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically. Returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+    """Serialise ``obj`` as JSON (UTF-8, sorted keys off, trailing newline) atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> Path:
+    """Save a name → tensor mapping as safetensors, atomically.
+
+    Tensors are made contiguous and detached and moved to CPU; tensors that share storage
+    (tied weights) are cloned so safetensors accepts them. ``metadata`` values must be strings.
+    """
+    from safetensors.torch import save_file
+
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    return atomic_write_with(path, lambda p: save_file(clean, str(p), metadata=dict(metadata or {})))
+
+
+def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict:
+    """Load a safetensors file into a name → tensor dict (no pickle involved)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return load_file(str(path), device=device)
+
+
+def code_version() -> str:
+    """The g2c version plus the git commit of the checkout when available (e.g. ``0.1.0+abc1234``)."""
+    from g2c import __version__
+
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def write_manifest(directory: str | os.PathLike, format: str, **fields: Any) -> Path:
+    """Write ``directory/manifest.json`` atomically with format name/version, code version, time.
+
+    ``fields`` (config dicts, data names, parent artifact, metrics ...) must be JSON-serialisable.
+    """
+    manifest = {
+        "format": format,
+        "format_version": MANIFEST_VERSION,
+        "code_version": code_version(),
+        "created_unix": time.time(),
+        **fields,
+    }
+    return atomic_write_json(Path(directory) / MANIFEST_NAME, manifest)
+
+
+def read_manifest(directory: str | os.PathLike, format: str | None = None) -> dict:
+    """Read ``directory/manifest.json``; check its format name (when given) and version.
+
+    Raises FileNotFoundError when absent and ValueError on a format or version mismatch.
+    """
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {MANIFEST_NAME} in {directory}: is this a g2c artifact directory?")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if format is not None and manifest.get("format") != format:
+        raise ValueError(
+            f"{path}: format is {manifest.get('format')!r}, expected {format!r}"
+        )
+    version = manifest.get("format_version")
+    if version != MANIFEST_VERSION:
+        raise ValueError(
+            f"{path}: format_version {version!r} is not supported (this g2c reads version "
+            f"{MANIFEST_VERSION}); re-create the artifact with this version of g2c"
+        )
+    return manifest
+
+
+def g2c_home() -> Path:
+    """Root directory for runs: ``$G2C_HOME`` when set, else ``./runs``."""
+    return Path(os.environ.get("G2C_HOME", "runs"))
+
+
+def append_jsonl(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Append one JSON line to ``path`` (metrics logs) and flush it to disk."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(dict(record)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,11 @@
+"""`g2c inspect` (placeholder until its stage lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Register the `inspect` sub-command."""
+    p = sub.add_parser("inspect", help="(not built yet)")
+    p.set_defaults(func=lambda args: 1)

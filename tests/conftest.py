@@ -1,0 +1,29 @@
+"""Shared test setup: one torch thread per worker, deterministic seeds, data dir lookup."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("G2C_NO_PROGRESS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+if "G2C_DATA_DIR" not in os.environ and (REPO.parent / "shared" / "data").is_dir():
+    os.environ["G2C_DATA_DIR"] = str(REPO.parent / "shared" / "data")
+
+
+def data_dir() -> Path | None:
+    """The shared data directory, or None when not configured."""
+    d = os.environ.get("G2C_DATA_DIR")
+    return Path(d) if d and Path(d).is_dir() else None
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
