@@ -62,7 +62,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
-def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> Path:
+def save_safetensors(
+    path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
+) -> Path:
     """Save a name → tensor mapping as safetensors, atomically.
 
     Tensors are made contiguous and detached and moved to CPU; tensors that share storage
@@ -71,7 +73,9 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], metada
     from safetensors.torch import save_file
 
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    return atomic_write_with(path, lambda p: save_file(clean, str(p), metadata=dict(metadata or {})))
+    return atomic_write_with(
+        path, lambda p: save_file(clean, str(p), metadata=dict(metadata or {}))
+    )
 
 
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict:
@@ -123,12 +127,12 @@ def read_manifest(directory: str | os.PathLike, format: str | None = None) -> di
     """
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"no {MANIFEST_NAME} in {directory}: is this a g2c artifact directory?")
+        raise FileNotFoundError(
+            f"no {MANIFEST_NAME} in {directory}: is this a g2c artifact directory?"
+        )
     manifest = json.loads(path.read_text(encoding="utf-8"))
     if format is not None and manifest.get("format") != format:
-        raise ValueError(
-            f"{path}: format is {manifest.get('format')!r}, expected {format!r}"
-        )
+        raise ValueError(f"{path}: format is {manifest.get('format')!r}, expected {format!r}")
     version = manifest.get("format_version")
     if version != MANIFEST_VERSION:
         raise ValueError(

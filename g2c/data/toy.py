@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def make_moons(n_samples: int = 100, noise: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_moons(
+    n_samples: int = 100, noise: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaving half circles.
 
     Returns ``X`` float64 (N, 2) and ``y`` int64 (N,) with labels 0/1 (first half 0, second 1).
@@ -55,7 +57,11 @@ def make_circles(
 
 
 def make_line(
-    n_samples: int = 100, slope: float = 3.0, intercept: float = 2.0, noise: float = 0.1, seed: int = 0
+    n_samples: int = 100,
+    slope: float = 3.0,
+    intercept: float = 2.0,
+    noise: float = 0.1,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Points on ``y = slope·x + intercept`` plus Gaussian noise; x uniform in [-1, 1].
 

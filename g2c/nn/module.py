@@ -1,0 +1,172 @@
+"""Module: the container idea behind every layer (after torch.nn.Module, much smaller).
+
+A Module owns tensors (parameters and buffers) and child Modules as plain attributes.
+``parameters()`` walks the attributes in definition order and collects every tensor with
+``requires_grad=True`` (children and lists/tuples/dicts of children included) — no registration
+calls, no hooks. ``__call__`` runs ``forward``; ``train()``/``eval()`` set a ``training`` flag on
+the whole tree; ``to(device)`` moves every tensor in place of the attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+def _walk(obj: object, prefix: str) -> Iterator[tuple[str, object]]:
+    """Yield (dotted name, value) for tensors and Modules reachable through containers."""
+    if isinstance(obj, (torch.Tensor, Module)):
+        yield prefix, obj
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            yield from _walk(item, f"{prefix}.{i}")
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from _walk(item, f"{prefix}.{key}")
+
+
+class Module:
+    """Base class of g2c layers: parameters by attribute walk, train/eval flag, ``to(device)``.
+
+    Subclasses set tensors and sub-modules as attributes in ``__init__`` and implement
+    ``forward``. A tensor attribute with ``requires_grad=True`` is a parameter; one without is a
+    buffer (moved by ``to`` and saved by ``state_dict`` but not trained).
+    """
+
+    training: bool = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        """Compute the layer's output. Subclasses override this."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
+
+    # -- traversal ---------------------------------------------------------------------
+    def named_tensors(self, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (dotted name, tensor) for every tensor in this module tree, parameters and
+        buffers, in attribute order; a tensor shared by two attributes (tied weights) appears
+        once, under its first name."""
+        seen: set[int] = set()
+        yield from self._named_tensors(prefix, seen)
+
+    def _named_tensors(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, torch.Tensor]]:
+        for attr, value in vars(self).items():
+            name = f"{prefix}{attr}"
+            for sub_name, obj in _walk(value, name):
+                if isinstance(obj, Module):
+                    yield from obj._named_tensors(sub_name + ".", seen)
+                elif id(obj) not in seen:
+                    seen.add(id(obj))
+                    yield sub_name, obj
+
+    def named_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (dotted name, tensor) for every trainable tensor (``requires_grad=True``)."""
+        return ((n, t) for n, t in self.named_tensors() if t.requires_grad)
+
+    def parameters(self) -> list[torch.Tensor]:
+        """All trainable tensors of this module and its children (each once), as a list."""
+        return [t for _, t in self.named_parameters()]
+
+    def modules(self) -> Iterator[Module]:
+        """Yield this module and every sub-module, depth first."""
+        yield self
+        for value in vars(self).values():
+            for _, obj in _walk(value, ""):
+                if isinstance(obj, Module):
+                    yield from obj.modules()
+
+    def num_parameters(self) -> int:
+        """Total number of trainable scalars."""
+        return sum(p.numel() for p in self.parameters())
+
+    # -- modes and devices --------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Set ``training = mode`` on this module and all children; returns self."""
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """Set evaluation mode (``training = False``) on the whole tree; returns self."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Reset every parameter's ``.grad`` to None."""
+        for p in self.parameters():
+            p.grad = None
+
+    def to(
+        self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Module:
+        """Move (and optionally cast floating) tensors to ``device``/``dtype``; returns self.
+
+        Tied tensors stay tied: each distinct tensor is converted once and every attribute
+        pointing at it is updated.
+        """
+        converted: dict[int, torch.Tensor] = {}
+
+        def convert(t: torch.Tensor) -> torch.Tensor:
+            if id(t) not in converted:
+                new_dtype = dtype if (dtype is not None and t.is_floating_point()) else None
+                moved = t.detach().to(device=device, dtype=new_dtype)
+                moved.requires_grad_(t.requires_grad)
+                converted[id(t)] = moved
+            return converted[id(t)]
+
+        for m in self.modules():
+            for attr, value in list(vars(m).items()):
+                setattr(m, attr, _map_tensors(value, convert))
+        return self
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Name → tensor (detached) for every parameter and buffer."""
+        return {n: t.detach() for n, t in self.named_tensors()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+        """Copy tensors from ``state`` into this module in place.
+
+        Missing or unexpected names (when ``strict``) or shape mismatches → ValueError naming
+        them. Tied tensors are filled once.
+        """
+        own = dict(self.named_tensors())
+        if strict:
+            missing = sorted(set(own) - set(state))
+            unexpected = sorted(set(state) - set(own))
+            if missing or unexpected:
+                raise ValueError(
+                    f"state_dict mismatch: missing={missing[:5]} unexpected={unexpected[:5]}"
+                )
+        with torch.no_grad():
+            for name, tensor in own.items():
+                if name not in state:
+                    continue
+                src = state[name]
+                if tuple(src.shape) != tuple(tensor.shape):
+                    raise ValueError(
+                        f"state_dict[{name!r}] has shape {tuple(src.shape)}, "
+                        f"expected {tuple(tensor.shape)}"
+                    )
+                tensor.copy_(src.to(tensor.dtype))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self) -> str:
+        """Short description shown by ``repr``."""
+        return ""
+
+
+def _map_tensors(value: object, fn):
+    """Apply ``fn`` to tensors inside ``value`` (tensor, list, tuple, dict); keep the rest."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, list):
+        return [_map_tensors(v, fn) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_map_tensors(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    return value
