@@ -11,6 +11,7 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("G2C_NO_PROGRESS", "1")
+os.environ.setdefault("G2C_OFFLINE", "1")  # tests never reach the internet
 
 REPO = Path(__file__).resolve().parents[1]
 if "G2C_DATA_DIR" not in os.environ and (REPO.parent / "shared" / "data").is_dir():

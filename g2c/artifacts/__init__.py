@@ -36,6 +36,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; artifacts are ordinary readable files
     try:
         write(tmp_path)
         with open(tmp_path, "rb+") as f:

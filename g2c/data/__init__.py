@@ -1,0 +1,75 @@
+"""g2c.data — datasets by name: registry, checksums, resolution/download, loaders, corpus cache.
+
+* :mod:`~g2c.data.registry` — ``REGISTRY`` of :class:`Dataset` (files, SHA-256 of decompressed
+  content, licence, upstream URL).
+* :mod:`~g2c.data.resolution` — explicit path → ``$G2C_DATA_DIR/<dirname>`` → system dirs → user
+  cache → verified download → FileNotFoundError saying which file is missing and where to put it.
+* :mod:`~g2c.data.download` — streaming, checksummed, atomic ``download_file``.
+* :mod:`~g2c.data.idx` — IDX parser, ``load_mnist`` / ``load_fashion_mnist`` → uint8 (N, 28, 28), (N,).
+* :mod:`~g2c.data.text` — ``load_text``, ``load_corpus``, contiguous ``split_text``.
+* :mod:`~g2c.data.tokens` — uint16/uint32 token-id files with a JSON sidecar.
+* :mod:`~g2c.data.corpus` — ``encode_corpus_cached``: encoded ids cached per tokenizer.
+* :mod:`~g2c.data.toy` — moons, circles, a noisy line.
+
+A base package: imports only the standard library, NumPy, PyTorch and ``g2c.artifacts``.
+"""
+
+from g2c.data.corpus import corpus_cache_path, encode_corpus_cached, tokenizer_fingerprint
+from g2c.data.download import DownloadError, download_file, sha256_file
+from g2c.data.idx import (
+    FASHION_MNIST_CLASSES,
+    load_fashion_mnist,
+    load_mnist,
+    read_idx,
+    write_idx,
+)
+from g2c.data.registry import REGISTRY, Dataset, DatasetFile, get_dataset
+from g2c.data.resolution import (
+    cache_root,
+    check,
+    data_dir,
+    dataset_cache_dir,
+    dataset_file,
+    download_dataset,
+    locate,
+    resolve,
+)
+from g2c.data.text import DEFAULT_CORPUS, load_corpus, load_text, split_text
+from g2c.data.tokens import load_token_ids, read_token_ids_metadata, save_token_ids
+from g2c.data.toy import make_circles, make_line, make_moons
+
+__all__ = [
+    "DEFAULT_CORPUS",
+    "FASHION_MNIST_CLASSES",
+    "REGISTRY",
+    "Dataset",
+    "DatasetFile",
+    "DownloadError",
+    "cache_root",
+    "check",
+    "corpus_cache_path",
+    "data_dir",
+    "dataset_cache_dir",
+    "dataset_file",
+    "download_dataset",
+    "download_file",
+    "encode_corpus_cached",
+    "get_dataset",
+    "load_corpus",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_text",
+    "load_token_ids",
+    "locate",
+    "make_circles",
+    "make_line",
+    "make_moons",
+    "read_idx",
+    "read_token_ids_metadata",
+    "resolve",
+    "save_token_ids",
+    "sha256_file",
+    "split_text",
+    "tokenizer_fingerprint",
+    "write_idx",
+]
