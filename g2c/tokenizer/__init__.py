@@ -1,0 +1,20 @@
+"""04 — tokenizers: byte-level BPE (GPT-2/GPT-4 style) and a character tokenizer.
+
+``BPETokenizer`` learns merges from text (clear ``train`` and fast ``train_fast``, same merges),
+encodes losslessly with atomic special tokens, saves to JSON, loads GPT-2's files and exports to
+tiktoken / HF tokenizers. ``CharTokenizer`` maps characters to ids for char-level models.
+Shapes: ``encode``: ``str`` → ``list[int]`` (T ids); ``decode``: ``list[int]`` → ``str``.
+"""
+
+from g2c.tokenizer.bpe import COURSE_SPECIAL_TOKENS, BPETokenizer
+from g2c.tokenizer.char import CharTokenizer
+from g2c.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SPLIT_PATTERNS
+
+__all__ = [
+    "BPETokenizer",
+    "COURSE_SPECIAL_TOKENS",
+    "CharTokenizer",
+    "GPT2_SPLIT_PATTERN",
+    "GPT4_SPLIT_PATTERN",
+    "SPLIT_PATTERNS",
+]
