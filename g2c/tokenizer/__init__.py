@@ -3,12 +3,15 @@
 ``BPETokenizer`` learns merges from text (clear ``train`` and fast ``train_fast``, same merges),
 encodes losslessly with atomic special tokens, saves to JSON, loads GPT-2's files and exports to
 tiktoken / HF tokenizers. ``CharTokenizer`` maps characters to ids for char-level models.
+``WordPieceTokenizer`` (BERT) and ``UnigramTokenizer`` (SentencePiece) show the other families.
 Shapes: ``encode``: ``str`` → ``list[int]`` (T ids); ``decode``: ``list[int]`` → ``str``.
 """
 
 from g2c.tokenizer.bpe import COURSE_SPECIAL_TOKENS, BPETokenizer
 from g2c.tokenizer.char import CharTokenizer
 from g2c.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SPLIT_PATTERNS
+from g2c.tokenizer.unigram import UnigramTokenizer
+from g2c.tokenizer.wordpiece import WordPieceTokenizer
 
 __all__ = [
     "BPETokenizer",
@@ -17,4 +20,6 @@ __all__ = [
     "GPT2_SPLIT_PATTERN",
     "GPT4_SPLIT_PATTERN",
     "SPLIT_PATTERNS",
+    "UnigramTokenizer",
+    "WordPieceTokenizer",
 ]
