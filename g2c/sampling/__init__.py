@@ -1,0 +1,40 @@
+"""11 sampling — turning next-token logits into text.
+
+- Filters: ``apply_temperature``, ``top_k_filter``, ``top_p_filter`` (nucleus),
+  ``apply_repetition_penalty`` (CTRL).
+- ``generate`` / ``stream_generate``: autoregressive decoding with the KV cache, context
+  cropping, eos and stop strings. ``beam_search`` with a length penalty.
+- JSON-constrained decoding: ``JsonPrefixAutomaton`` (byte-level pushdown automaton),
+  ``allowed_token_mask``, ``generate_json``.
+"""
+
+from g2c.sampling.beam import beam_search
+from g2c.sampling.filters import (
+    apply_repetition_penalty,
+    apply_temperature,
+    top_k_filter,
+    top_p_filter,
+)
+from g2c.sampling.generate import Decoder, generate, sample_next_token, stream_generate
+from g2c.sampling.json_constrained import (
+    JsonPrefixAutomaton,
+    allowed_token_mask,
+    generate_json,
+    token_vocab_bytes,
+)
+
+__all__ = [
+    "apply_temperature",
+    "top_k_filter",
+    "top_p_filter",
+    "apply_repetition_penalty",
+    "generate",
+    "stream_generate",
+    "sample_next_token",
+    "Decoder",
+    "beam_search",
+    "JsonPrefixAutomaton",
+    "allowed_token_mask",
+    "generate_json",
+    "token_vocab_bytes",
+]
