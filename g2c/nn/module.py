@@ -105,15 +105,21 @@ class Module:
         Tied tensors stay tied: each distinct tensor is converted once and every attribute
         pointing at it is updated.
         """
-        converted: dict[int, torch.Tensor] = {}
+        # id → (original, converted); holding the original keeps its id from being reused by
+        # a new tensor while we walk (a shared sub-module is visited more than once).
+        converted: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        done: set[int] = set()
 
         def convert(t: torch.Tensor) -> torch.Tensor:
+            if id(t) in done:  # already converted (a shared module seen again)
+                return t
             if id(t) not in converted:
                 new_dtype = dtype if (dtype is not None and t.is_floating_point()) else None
                 moved = t.detach().to(device=device, dtype=new_dtype)
                 moved.requires_grad_(t.requires_grad)
-                converted[id(t)] = moved
-            return converted[id(t)]
+                converted[id(t)] = (t, moved)
+                done.add(id(moved))
+            return converted[id(t)][1]
 
         for m in self.modules():
             for attr, value in list(vars(m).items()):
@@ -129,7 +135,7 @@ class Module:
         """Copy tensors from ``state`` into this module in place.
 
         Missing or unexpected names (when ``strict``) or shape mismatches → ValueError naming
-        them. Tied tensors are filled once.
+        them, raised before anything is copied. Tied tensors are filled once.
         """
         own = dict(self.named_tensors())
         if strict:
@@ -139,17 +145,16 @@ class Module:
                 raise ValueError(
                     f"state_dict mismatch: missing={missing[:5]} unexpected={unexpected[:5]}"
                 )
+        for name, tensor in own.items():  # check every shape before copying anything
+            if name in state and tuple(state[name].shape) != tuple(tensor.shape):
+                raise ValueError(
+                    f"state_dict[{name!r}] has shape {tuple(state[name].shape)}, "
+                    f"expected {tuple(tensor.shape)}"
+                )
         with torch.no_grad():
             for name, tensor in own.items():
-                if name not in state:
-                    continue
-                src = state[name]
-                if tuple(src.shape) != tuple(tensor.shape):
-                    raise ValueError(
-                        f"state_dict[{name!r}] has shape {tuple(src.shape)}, "
-                        f"expected {tuple(tensor.shape)}"
-                    )
-                tensor.copy_(src.to(tensor.dtype))
+                if name in state:
+                    tensor.copy_(state[name].to(tensor.dtype))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

