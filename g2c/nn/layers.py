@@ -59,6 +59,7 @@ class Linear(Module):
         return y + self.b if self.b is not None else y
 
     def extra_repr(self) -> str:
+        """``in, out, bias=...`` for ``repr``."""
         return f"{self.in_features}, {self.out_features}, bias={self.b is not None}"
 
 
@@ -67,7 +68,7 @@ class ReLU(Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Same shape as ``x``."""
-        return x.clamp_min(0)
+        return torch.where(x > 0, x, 0.0)  # gradient 1 where x > 0, else 0 (clamp gives 1 at 0)
 
 
 class Tanh(Module):
