@@ -1,0 +1,50 @@
+"""06 lm — language models before the transformer, on characters.
+
+Counts bigram → neural bigram → Bengio MLP → vanilla RNN → LSTM → WaveNet-style hierarchy, all
+behind one interface (``model.context_length``; ``model(x (B, ctx)) → (B, V)`` next-token
+logits) so ``get_batch``, ``perplexity``, ``sample`` and ``train_lm`` work on every one of them,
+and ``compare_models`` scores them on the same TinyShakespeare validation targets.
+"""
+
+from g2c.lm.bigram import CountsBigramLM, NeuralBigramLM
+from g2c.lm.compare import (
+    CompareConfig,
+    compare_models,
+    count_parameters,
+    plot_val_curves,
+    results_markdown,
+)
+from g2c.lm.data import char_split
+from g2c.lm.mlp import MLPLanguageModel
+from g2c.lm.models import MODEL_NAMES, LMConfig, build_model, load_lm, save_lm
+from g2c.lm.rnn import LSTMCell, LSTMLanguageModel, RNNCell, RNNLanguageModel
+from g2c.lm.train import bits_per_token, get_batch, perplexity, sample, train_lm
+from g2c.lm.wavenet import FlattenConsecutive, WaveNetLM
+
+__all__ = [
+    "CountsBigramLM",
+    "NeuralBigramLM",
+    "MLPLanguageModel",
+    "RNNCell",
+    "LSTMCell",
+    "RNNLanguageModel",
+    "LSTMLanguageModel",
+    "FlattenConsecutive",
+    "WaveNetLM",
+    "get_batch",
+    "perplexity",
+    "bits_per_token",
+    "sample",
+    "train_lm",
+    "LMConfig",
+    "MODEL_NAMES",
+    "build_model",
+    "save_lm",
+    "load_lm",
+    "char_split",
+    "CompareConfig",
+    "compare_models",
+    "count_parameters",
+    "results_markdown",
+    "plot_val_curves",
+]

@@ -1,0 +1,143 @@
+"""Bigram language models: the next character depends only on the current one.
+
+- ``CountsBigramLM``: count every (current, next) pair in the training ids, add ``smoothing``
+  to every cell (Laplace / add-one smoothing), normalise rows: P(next | current) =
+  (N[current, next] + s) / Σ_j (N[current, j] + s). This is the maximum-likelihood bigram model
+  of Karpathy's makemore part 1 (and of Shannon 1948, "A Mathematical Theory of
+  Communication", §3).
+- ``NeuralBigramLM``: the same conditional distribution learned by gradient descent:
+  embedding (V, D) → Linear (D, V) → logits. With enough steps it matches the counts model.
+
+Shared LM interface (``g2c.lm.train``): ``model.context_length`` and
+``model(x (B, ctx) long) → (B, V)`` next-token logits (for the counts model: log-probabilities).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from g2c.embeddings import TokenEmbedding
+from g2c.nn import Linear, Module
+
+
+def _check_ids(ids: torch.Tensor, vocab_size: int, name: str = "ids") -> torch.Tensor:
+    """Validate an integer id tensor with values in [0, vocab_size); returns it as long."""
+    if not isinstance(ids, torch.Tensor):
+        ids = torch.as_tensor(ids)
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
+        raise TypeError(f"{name} must be an integer tensor of token ids, got {ids.dtype}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(
+            f"{name} must be token ids in [0, {vocab_size}), got range "
+            f"[{int(ids.min())}, {int(ids.max())}]"
+        )
+    return ids.long()
+
+
+class CountsBigramLM(Module):
+    """Bigram model by counting: ``counts[i, j]`` = times token j followed token i.
+
+    Args:
+        vocab_size: V (> 0).
+        smoothing: pseudo-count added to every cell before normalising (≥ 0; 1.0 = add-one).
+
+    Attributes: ``counts`` (V, V) float32 buffer (not a parameter), ``context_length`` = 1.
+    Raises ValueError for vocab_size ≤ 0 or smoothing < 0.
+    """
+
+    def __init__(self, vocab_size: int, smoothing: float = 1.0) -> None:
+        if vocab_size <= 0:
+            raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0, got {smoothing}")
+        self.vocab_size = vocab_size
+        self.smoothing = float(smoothing)
+        self.context_length = 1
+        self.counts = torch.zeros(vocab_size, vocab_size)
+
+    def fit(self, ids: torch.Tensor) -> CountsBigramLM:
+        """Add the bigram counts of the 1-D id sequence ``ids`` (T,) to ``counts``; returns self.
+
+        Calling ``fit`` again accumulates (counts of several texts add up). Non-integer ids →
+        TypeError; ids outside [0, V) or not 1-D → ValueError.
+        """
+        ids = _check_ids(ids, self.vocab_size)
+        if ids.dim() != 1:
+            raise ValueError(f"ids must be 1-D (T,), got shape {tuple(ids.shape)}")
+        if ids.numel() < 2:
+            return self
+        pair = ids[:-1] * self.vocab_size + ids[1:]  # (T-1,) flat index of (current, next)
+        flat = torch.bincount(pair.cpu(), minlength=self.vocab_size**2).to(self.counts)
+        self.counts += flat.view(self.vocab_size, self.vocab_size)  # (V*V,) -> (V, V)
+        return self
+
+    def log_probs(self) -> torch.Tensor:
+        """The full (V, V) table of log P(next = j | current = i); every row normalises.
+
+        A row with no counts and no smoothing is uniform (log 1/V) rather than NaN.
+        """
+        table = self.counts + self.smoothing  # (V, V)
+        totals = table.sum(dim=1, keepdim=True)  # (V, 1)
+        empty = totals == 0
+        table = torch.where(empty, torch.ones_like(table), table)
+        totals = torch.where(empty, torch.full_like(totals, self.vocab_size), totals)
+        return torch.log(table) - torch.log(totals)
+
+    def logits(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the next token: ctx (B,) or (B, 1) long → (B, V) float.
+
+        ``exp`` of each row sums to 1. Other shapes → ValueError; bad ids as in :meth:`fit`.
+        """
+        ctx = _check_ids(ctx, self.vocab_size, "ctx")
+        if ctx.dim() == 2 and ctx.shape[1] == 1:
+            ctx = ctx[:, 0]  # (B, 1) -> (B,)
+        if ctx.dim() != 1:
+            raise ValueError(f"ctx must be (B,) or (B, 1), got shape {tuple(ctx.shape)}")
+        return self.log_probs()[ctx]  # (B,) -> (B, V)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shared LM interface: x (B, ctx) → (B, V) log-probabilities given the last token."""
+        if x.dim() != 2:
+            raise ValueError(f"x must be (B, ctx), got shape {tuple(x.shape)}")
+        return self.logits(x[:, -1])  # (B, ctx) -> (B,) -> (B, V)
+
+    def extra_repr(self) -> str:
+        """The sizes shown by ``repr``."""
+        return f"vocab_size={self.vocab_size}, smoothing={self.smoothing}"
+
+
+class NeuralBigramLM(Module):
+    """Bigram model trained by gradient descent: logits = Linear(embedding(current token)).
+
+    Args:
+        vocab_size: V; embedding_dim: D (both > 0, else ValueError).
+        generator: optional ``torch.Generator`` for the initialisation.
+
+    ``x`` (B, ctx) long → logits (B, V) from the last token only; ``context_length`` = 1.
+    """
+
+    def __init__(
+        self, vocab_size: int, embedding_dim: int, *, generator: torch.Generator | None = None
+    ) -> None:
+        if vocab_size <= 0 or embedding_dim <= 0:
+            raise ValueError(
+                f"vocab_size and embedding_dim must be positive, got {vocab_size}, {embedding_dim}"
+            )
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.context_length = 1
+        self.embedding = TokenEmbedding(vocab_size, embedding_dim, generator=generator)
+        self.head = Linear(embedding_dim, vocab_size, generator=generator)
+        with torch.no_grad():
+            self.head.W.mul_(0.1)  # near-uniform start: initial loss ≈ log V
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, ctx) long → (B, V) logits for the token after ``x[:, -1]``."""
+        if x.dim() != 2:
+            raise ValueError(f"x must be (B, ctx), got shape {tuple(x.shape)}")
+        e = self.embedding(x[:, -1])  # (B,) -> (B, D)
+        return self.head(e)  # (B, D) -> (B, V)
+
+    def extra_repr(self) -> str:
+        """The sizes shown by ``repr``."""
+        return f"vocab_size={self.vocab_size}, embedding_dim={self.embedding_dim}"
