@@ -49,7 +49,8 @@ def causal_mask(T: int, device: str | torch.device | None = None) -> torch.Tenso
 def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Numerically stable softmax along ``dim``: exp(s − max) / Σ exp(s − max).
 
-    −inf entries (masked) get weight 0; a row must keep at least one finite entry.
+    ``scores`` any shape, e.g. (B, H, T, T) → weights of the same shape summing to 1 along
+    ``dim``. −inf entries (masked) get weight 0; a row must keep at least one finite entry.
     """
     shifted = scores - scores.amax(dim=dim, keepdim=True).detach()
     e = torch.exp(shifted)

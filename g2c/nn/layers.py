@@ -53,7 +53,8 @@ class Linear(Module):
         """(..., in_features) → (..., out_features)."""
         if x.shape[-1] != self.in_features:
             raise ValueError(
-                f"Linear expects input with last dimension {self.in_features}, got shape {tuple(x.shape)}"
+                f"Linear: x must have last dimension {self.in_features} (in_features), "
+                f"got shape {tuple(x.shape)}"
             )
         y = x @ self.W
         return y + self.b if self.b is not None else y

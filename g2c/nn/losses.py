@@ -12,7 +12,10 @@ from g2c.nn.module import Module
 
 
 def log_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Numerically stable log-softmax along ``dim`` (shift by the max before exponentiating)."""
+    """Numerically stable log-softmax along ``dim`` (shift by the max before exponentiating).
+
+    ``logits`` (..., C) float → log-probabilities of the same shape.
+    """
     m = logits.amax(dim=dim, keepdim=True).detach()
     shifted = logits - m
     return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))

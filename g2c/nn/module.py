@@ -10,6 +10,7 @@ the whole tree; ``to(device)`` moves every tensor in place of the attribute.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -36,10 +37,10 @@ class Module:
 
     training: bool = True
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Compute the layer's output. Subclasses override this."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
 

@@ -24,6 +24,8 @@ import time
 
 import torch
 
+from g2c.nn import Module
+
 # Dense (no sparsity) bf16 tensor-core peak FLOP/s, vendor data sheets. Longest match first.
 GPU_PEAK_BF16_FLOPS: dict[str, float] = {
     "H200": 989e12,
@@ -41,7 +43,7 @@ GPU_PEAK_BF16_FLOPS: dict[str, float] = {
 }
 
 
-def model_flops_per_token(model, seq_len: int | None = None) -> int:
+def model_flops_per_token(model: Module, seq_len: int | None = None) -> int:
     """Training FLOPs per token (forward + backward) of ``model``.
 
     Uses ``model.estimate_flops_per_token(seq_len=...)`` when available, else 6 × number of

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from g2c.artifacts import atomic_write_with
-from g2c.nn import SGD, resolve_device
+from g2c.nn import SGD, Module, resolve_device
 from g2c.pretraining.data import _check_ids, get_lm_batch
 from g2c.pretraining.flops import device_peak_flops, model_flops_per_token
 from g2c.pretraining.loss import lm_cross_entropy
@@ -170,7 +170,7 @@ class Trainer:
 
     def __init__(
         self,
-        model,
+        model: Module,
         *,
         batch_size: int,
         context_length: int,
@@ -264,7 +264,7 @@ class Trainer:
 
     @classmethod
     def from_config(
-        cls, model, cfg: TrainConfig, *, generator: torch.Generator | None = None
+        cls, model: Module, cfg: TrainConfig, *, generator: torch.Generator | None = None
     ) -> Trainer:
         """Build a Trainer from a :class:`TrainConfig`."""
         kwargs = dataclasses.asdict(cfg)

@@ -15,8 +15,11 @@ step logits (N, V).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
+from g2c.nn import Module
 from g2c.sampling.generate import _as_prompt, _model_device, inference_mode
 
 
@@ -30,8 +33,8 @@ def _beam_logits(model, seqs: torch.Tensor, caches, new_len: int):
 
 
 def beam_search(
-    model,
-    prompt,
+    model: Module,
+    prompt: torch.Tensor | Sequence[int],
     max_new_tokens: int,
     num_beams: int = 4,
     length_penalty: float = 1.0,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
+from g2c.nn import Module
 from g2c.sampling.filters import (
     apply_repetition_penalty,
     apply_temperature,
@@ -41,7 +42,7 @@ def _model_device(model) -> torch.device:
 
 
 @contextlib.contextmanager
-def inference_mode(model):
+def inference_mode(model: Module) -> Iterator[None]:
     """No grads and eval mode (dropout off) for the block; the previous mode is restored."""
     was_training = bool(getattr(model, "training", False))
     if was_training:
@@ -62,7 +63,7 @@ class Decoder:
     ``max_seq_len`` tokens (same logits as the uncached path). Call inside ``inference_mode``.
     """
 
-    def __init__(self, model, tokens: Sequence[int], *, use_cache: bool = True) -> None:
+    def __init__(self, model: Module, tokens: Sequence[int], *, use_cache: bool = True) -> None:
         self.model = model
         self.device = _model_device(model)
         self.tokens: list[int] = [int(t) for t in tokens]
@@ -215,8 +216,8 @@ def _prepare(model, prompt, max_new_tokens, temperature, top_k, top_p, repetitio
 
 
 def stream_generate(
-    model,
-    prompt,
+    model: Module,
+    prompt: torch.Tensor | Sequence[int],
     max_new_tokens: int,
     temperature: float = 1.0,
     top_k: int | None = None,
@@ -251,8 +252,8 @@ def stream_generate(
 
 
 def generate(
-    model,
-    prompt,
+    model: Module,
+    prompt: torch.Tensor | Sequence[int],
     max_new_tokens: int,
     temperature: float = 1.0,
     top_k: int | None = None,

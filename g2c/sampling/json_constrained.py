@@ -20,9 +20,11 @@ Idea as in llama.cpp grammars / Outlines (Willard & Louf 2023), written small fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+from g2c.nn import Module
 from g2c.sampling.generate import Decoder, _check_sampling_args, inference_mode, sample_next_token
 
 # modes
@@ -254,7 +256,7 @@ def allowed_token_mask(
     return mask
 
 
-def token_vocab_bytes(tokenizer, vocab_size: int) -> list[bytes | None]:
+def token_vocab_bytes(tokenizer: Any, vocab_size: int) -> list[bytes | None]:
     """The bytes of each token id < ``vocab_size``: ``tokenizer.vocab[i]`` when it maps ids to
     bytes (byte-level BPE; special ids → None), else ``tokenizer.decode([i])`` UTF-8 encoded."""
     vocab = getattr(tokenizer, "vocab", None)
@@ -274,8 +276,8 @@ def token_vocab_bytes(tokenizer, vocab_size: int) -> list[bytes | None]:
 
 
 def generate_json(
-    model,
-    tokenizer,
+    model: Module,
+    tokenizer: Any,
     prompt: str | Sequence[int] | torch.Tensor,
     max_new_tokens: int = 256,
     temperature: float = 1.0,

@@ -35,7 +35,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from g2c.tokenizer.pretokenize import (
     GPT2_SPLIT_PATTERN,
@@ -46,6 +46,10 @@ from g2c.tokenizer.pretokenize import (
     special_splitter,
     split_specials,
 )
+
+if TYPE_CHECKING:  # optional interop libraries, imported only when exporting
+    import tiktoken
+    import tokenizers
 
 #: Special tokens of the course's chat format; ``<|endoftext|>`` is first (id 256).
 COURSE_SPECIAL_TOKENS: tuple[str, ...] = (
@@ -799,13 +803,13 @@ class BPETokenizer:
 
         return load_gpt2_files(cls, vocab_json_path, merges_txt_path)
 
-    def to_tiktoken(self, name: str = "g2c"):
+    def to_tiktoken(self, name: str = "g2c") -> tiktoken.Encoding:
         """Export to a ``tiktoken.Encoding`` with identical ids (see :mod:`.interop`)."""
         from g2c.tokenizer.interop import to_tiktoken
 
         return to_tiktoken(self, name)
 
-    def to_hf_tokenizer(self):
+    def to_hf_tokenizer(self) -> tokenizers.Tokenizer:
         """Export to a HF ``tokenizers.Tokenizer`` with identical ids (see :mod:`.interop`)."""
         from g2c.tokenizer.interop import to_hf_tokenizer
 

@@ -33,9 +33,12 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from g2c.artifacts import atomic_write_json
+
+if TYPE_CHECKING:  # optional interop library, imported only when exporting
+    import tokenizers
 
 FORMAT = "g2c.unigram"
 FORMAT_VERSION = 1
@@ -465,7 +468,7 @@ class UnigramTokenizer:
         """Read a tokenizer written by :meth:`save` (plain JSON, nothing executed)."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
-    def to_hf_tokenizer(self):
+    def to_hf_tokenizer(self) -> tokenizers.Tokenizer:
         """The same model as an HF ``tokenizers.Tokenizer`` (``Unigram`` model, ``Metaspace``
         pre-tokenizer and decoder). Same pieces and ids for text that does not start with a
         space (HF's Metaspace skips the prepended ``"▁"`` then) and does not contain the literal

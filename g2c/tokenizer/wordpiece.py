@@ -32,9 +32,12 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from g2c.artifacts import atomic_write_json
+
+if TYPE_CHECKING:  # optional interop library, imported only when exporting
+    import tokenizers
 
 FORMAT = "g2c.wordpiece"
 FORMAT_VERSION = 1
@@ -447,7 +450,7 @@ class WordPieceTokenizer:
         """Read a tokenizer written by :meth:`save` (plain JSON, nothing executed)."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
-    def to_hf_tokenizer(self):
+    def to_hf_tokenizer(self) -> tokenizers.Tokenizer:
         """The same tokenizer as an HF ``tokenizers.Tokenizer`` (WordPiece model,
         ``BertPreTokenizer``, WordPiece decoder, no normalizer): identical tokens and ids.
 

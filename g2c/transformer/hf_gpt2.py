@@ -8,12 +8,14 @@ course model built by :func:`gpt2_config` reproduces its logits (tested within 1
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from g2c.transformer.model import TransformerConfig, TransformerLM
 
 
-def gpt2_config(hf_config, **overrides) -> TransformerConfig:
+def gpt2_config(hf_config: Any, **overrides: Any) -> TransformerConfig:
     """TransformerConfig matching a ``transformers.GPT2Config`` (overrides: e.g. attention_impl)."""
     kw = dict(
         vocab_size=hf_config.vocab_size,
@@ -30,7 +32,7 @@ def gpt2_config(hf_config, **overrides) -> TransformerConfig:
 
 
 @torch.no_grad()
-def load_hf_gpt2(hf_model, **overrides) -> TransformerLM:
+def load_hf_gpt2(hf_model: Any, **overrides: Any) -> TransformerLM:
     """A TransformerLM holding a copy of ``hf_model``'s weights (a GPT2LMHeadModel).
 
     ``overrides`` change config fields that do not affect the weights (attention_impl, fused,

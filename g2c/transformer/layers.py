@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from g2c.attention import MultiHeadAttention, linear
+from g2c.attention import LayerKVCache, MultiHeadAttention, linear
 from g2c.embeddings import RotaryEmbedding
 from g2c.nn import GELU, Dropout, Linear, Module
 
@@ -51,7 +51,8 @@ class LayerNorm(Module):
         """(..., D) → (..., D)."""
         if x.shape[-1] != self.embedding_dim:
             raise ValueError(
-                f"LayerNorm expects last dimension {self.embedding_dim}, got {tuple(x.shape)}"
+                f"LayerNorm: x must have last dimension {self.embedding_dim} (embedding_dim), "
+                f"got shape {tuple(x.shape)}"
             )
         if self.fused:
             return F.layer_norm(x, (self.embedding_dim,), self.gamma, self.beta, self.eps)
@@ -87,7 +88,8 @@ class RMSNorm(Module):
         """(..., D) → (..., D)."""
         if x.shape[-1] != self.embedding_dim:
             raise ValueError(
-                f"RMSNorm expects last dimension {self.embedding_dim}, got {tuple(x.shape)}"
+                f"RMSNorm: x must have last dimension {self.embedding_dim} (embedding_dim), "
+                f"got shape {tuple(x.shape)}"
             )
         if self.fused:
             return F.rms_norm(x, (self.embedding_dim,), self.gamma, self.eps)
@@ -271,7 +273,7 @@ class Block(Module):
         x = self.ln1(x + self.attn(x))
         return self.ln2(x + self.ffn(x))
 
-    def forward_cached(self, x: torch.Tensor, cache) -> torch.Tensor:
+    def forward_cached(self, x: torch.Tensor, cache: LayerKVCache) -> torch.Tensor:
         """New positions x (B, T_new, D) continuing ``cache`` (a LayerKVCache) → (B, T_new, D)."""
         if self.norm_position == "pre":
             x = x + self.attn.forward_prefill(self.ln1(x), cache)[0]

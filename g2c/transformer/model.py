@@ -23,6 +23,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -230,7 +231,7 @@ class TransformerLM(Module):
         self.init_weights(generator)
 
     @classmethod
-    def from_config(cls, config: TransformerConfig, **kwargs) -> TransformerLM:
+    def from_config(cls, config: TransformerConfig, **kwargs: Any) -> TransformerLM:
         """Build a model from a :class:`TransformerConfig` (extra kwargs: check_ids, generator)."""
         return cls(**config.to_dict(), **kwargs)
 
