@@ -177,8 +177,23 @@ def test_sample_restores_training_mode():
 
 
 # -- recurrent cells against torch.nn ---------------------------------------------------------
-def _grads(tensors):
-    return [t.grad.clone() for t in tensors]
+def _copy_torch_cell_weights(ours, ref):
+    """Load a torch.nn.RNNCell/LSTMCell's weights into our cell (ours stores W as (in, out))."""
+    with torch.no_grad():
+        ours.W_ih.copy_(ref.weight_ih.T)
+        ours.W_hh.copy_(ref.weight_hh.T)
+        ours.b_ih.copy_(ref.bias_ih)
+        ours.b_hh.copy_(ref.bias_hh)
+
+
+def _assert_cell_grads_match(g, g_ref, n):
+    """Input grads g[:n] equal torch's; then W_ih, W_hh (transposed), b_ih, b_hh."""
+    for a, b in zip(g[:n], g_ref[:n]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(g[n], g_ref[n].T, atol=1e-6, rtol=0)  # W_ih
+    torch.testing.assert_close(g[n + 1], g_ref[n + 1].T, atol=1e-6, rtol=0)  # W_hh
+    torch.testing.assert_close(g[n + 2], g_ref[n + 2], atol=1e-6, rtol=0)  # b_ih
+    torch.testing.assert_close(g[n + 3], g_ref[n + 3], atol=1e-6, rtol=0)  # b_hh
 
 
 @pytest.mark.parametrize("with_state", [True, False])
@@ -187,11 +202,7 @@ def test_rnn_cell_matches_torch(with_state):
     I, H, B = 5, 7, 4
     ref = torch.nn.RNNCell(I, H).double()
     ours = RNNCell(I, H).to(dtype=torch.float64)
-    with torch.no_grad():
-        ours.W_ih.copy_(ref.weight_ih.T)
-        ours.W_hh.copy_(ref.weight_hh.T)
-        ours.b_ih.copy_(ref.bias_ih)
-        ours.b_hh.copy_(ref.bias_hh)
+    _copy_torch_cell_weights(ours, ref)
     x = torch.randn(B, I, dtype=torch.float64, requires_grad=True)
     h = torch.randn(B, H, dtype=torch.float64, requires_grad=True) if with_state else None
     out_ref = ref(x, h)
@@ -203,13 +214,7 @@ def test_rnn_cell_matches_torch(with_state):
     g = torch.autograd.grad(
         (out * w).sum(), ins + [ours.W_ih, ours.W_hh, ours.b_ih, ours.b_hh], **UNUSED_OK
     )
-    n = len(ins)
-    for a, b in zip(g[:n], g_ref[:n]):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-    torch.testing.assert_close(g[n], g_ref[n].T, atol=1e-6, rtol=0)  # W_ih
-    torch.testing.assert_close(g[n + 1], g_ref[n + 1].T, atol=1e-6, rtol=0)  # W_hh
-    torch.testing.assert_close(g[n + 2], g_ref[n + 2], atol=1e-6, rtol=0)
-    torch.testing.assert_close(g[n + 3], g_ref[n + 3], atol=1e-6, rtol=0)
+    _assert_cell_grads_match(g, g_ref, len(ins))
 
 
 @pytest.mark.parametrize("with_state", [True, False])
@@ -218,11 +223,7 @@ def test_lstm_cell_matches_torch(with_state):
     I, H, B = 6, 5, 3
     ref = torch.nn.LSTMCell(I, H).double()
     ours = LSTMCell(I, H).to(dtype=torch.float64)
-    with torch.no_grad():
-        ours.W_ih.copy_(ref.weight_ih.T)
-        ours.W_hh.copy_(ref.weight_hh.T)
-        ours.b_ih.copy_(ref.bias_ih)
-        ours.b_hh.copy_(ref.bias_hh)
+    _copy_torch_cell_weights(ours, ref)
     x = torch.randn(B, I, dtype=torch.float64, requires_grad=True)
     if with_state:
         h = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
@@ -241,13 +242,7 @@ def test_lstm_cell_matches_torch(with_state):
         ins + [ours.W_ih, ours.W_hh, ours.b_ih, ours.b_hh],
         **UNUSED_OK,
     )
-    n = len(ins)
-    for a, b in zip(g[:n], g_ref[:n]):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-    torch.testing.assert_close(g[n], g_ref[n].T, atol=1e-6, rtol=0)
-    torch.testing.assert_close(g[n + 1], g_ref[n + 1].T, atol=1e-6, rtol=0)
-    torch.testing.assert_close(g[n + 2], g_ref[n + 2], atol=1e-6, rtol=0)
-    torch.testing.assert_close(g[n + 3], g_ref[n + 3], atol=1e-6, rtol=0)
+    _assert_cell_grads_match(g, g_ref, len(ins))
 
 
 def test_lstm_model_matches_torch_lstm_over_a_window():

@@ -18,6 +18,25 @@ import torch
 from g2c.nn import Module
 
 
+def check_token_ids(ids: torch.Tensor, vocab_size: int, name: str = "ids") -> torch.Tensor:
+    """Validate token ids of any shape: integer dtype, values in [0, vocab_size); returns long.
+
+    ``ids`` may be a tensor or anything ``torch.as_tensor`` takes (a list of ints). Float, bool
+    or complex dtype → TypeError; a value outside [0, vocab_size) → ValueError naming ``name``
+    and the range found. Shared by ``TokenEmbedding`` and the bigram models of ``g2c.lm``.
+    """
+    if not isinstance(ids, torch.Tensor):
+        ids = torch.as_tensor(ids)
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
+        raise TypeError(f"{name} must be an integer tensor of token ids, got {ids.dtype}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(
+            f"{name} must be token ids in [0, {vocab_size}), got range "
+            f"[{int(ids.min())}, {int(ids.max())}]"
+        )
+    return ids.long()
+
+
 class TokenEmbedding(Module):
     """Lookup table ``weight`` (vocab_size, embedding_dim), N(0, 1) init, ``requires_grad``.
 
@@ -38,14 +57,9 @@ class TokenEmbedding(Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """(T,) or (B, T) long → (T, D) or (B, T, D)."""
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise TypeError(f"ids must be an integer tensor, got {ids.dtype}")
+        ids = check_token_ids(ids, self.vocab_size)
         if ids.dim() not in (1, 2):
             raise ValueError(f"ids must be 1-D (T,) or 2-D (B, T), got shape {tuple(ids.shape)}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
-            raise ValueError(
-                f"ids must be in [0, {self.vocab_size}), got range [{int(ids.min())}, {int(ids.max())}]"
-            )
         return self.weight[ids]  # (..., T) -> (..., T, D)
 
 

@@ -17,21 +17,8 @@ from __future__ import annotations
 import torch
 
 from g2c.embeddings import TokenEmbedding
+from g2c.embeddings.positional import check_token_ids
 from g2c.nn import Linear, Module
-
-
-def _check_ids(ids: torch.Tensor, vocab_size: int, name: str = "ids") -> torch.Tensor:
-    """Validate an integer id tensor with values in [0, vocab_size); returns it as long."""
-    if not isinstance(ids, torch.Tensor):
-        ids = torch.as_tensor(ids)
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
-        raise TypeError(f"{name} must be an integer tensor of token ids, got {ids.dtype}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(
-            f"{name} must be token ids in [0, {vocab_size}), got range "
-            f"[{int(ids.min())}, {int(ids.max())}]"
-        )
-    return ids.long()
 
 
 class CountsBigramLM(Module):
@@ -61,7 +48,7 @@ class CountsBigramLM(Module):
         Calling ``fit`` again accumulates (counts of several texts add up). Non-integer ids →
         TypeError; ids outside [0, V) or not 1-D → ValueError.
         """
-        ids = _check_ids(ids, self.vocab_size)
+        ids = check_token_ids(ids, self.vocab_size)
         if ids.dim() != 1:
             raise ValueError(f"ids must be 1-D (T,), got shape {tuple(ids.shape)}")
         if ids.numel() < 2:
@@ -88,7 +75,7 @@ class CountsBigramLM(Module):
 
         ``exp`` of each row sums to 1. Other shapes → ValueError; bad ids as in :meth:`fit`.
         """
-        ctx = _check_ids(ctx, self.vocab_size, "ctx")
+        ctx = check_token_ids(ctx, self.vocab_size, "ctx")
         if ctx.dim() == 2 and ctx.shape[1] == 1:
             ctx = ctx[:, 0]  # (B, 1) -> (B,)
         if ctx.dim() != 1:
@@ -119,14 +106,11 @@ class NeuralBigramLM(Module):
     def __init__(
         self, vocab_size: int, embedding_dim: int, *, generator: torch.Generator | None = None
     ) -> None:
-        if vocab_size <= 0 or embedding_dim <= 0:
-            raise ValueError(
-                f"vocab_size and embedding_dim must be positive, got {vocab_size}, {embedding_dim}"
-            )
+        # TokenEmbedding raises the ValueError for vocab_size or embedding_dim <= 0.
+        self.embedding = TokenEmbedding(vocab_size, embedding_dim, generator=generator)
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.context_length = 1
-        self.embedding = TokenEmbedding(vocab_size, embedding_dim, generator=generator)
         self.head = Linear(embedding_dim, vocab_size, generator=generator)
         with torch.no_grad():
             self.head.W.mul_(0.1)  # near-uniform start: initial loss ≈ log V

@@ -26,6 +26,13 @@ def _check_window(x: torch.Tensor, context_length: int) -> None:
         )
 
 
+def _check_positive(**sizes: int) -> None:
+    """Every size must be > 0, else ValueError naming it (``vocab_size must be positive``)."""
+    for name, value in sizes.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+
+
 class MLPLanguageModel(Module):
     """Bengio-style MLP LM over a fixed window of ``context_length`` tokens.
 
@@ -47,15 +54,12 @@ class MLPLanguageModel(Module):
         *,
         generator: torch.Generator | None = None,
     ) -> None:
-        sizes = dict(
+        _check_positive(
             vocab_size=vocab_size,
             context_length=context_length,
             embedding_dim=embedding_dim,
             hidden_dim=hidden_dim,
         )
-        for name, value in sizes.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
         self.vocab_size = vocab_size
         self.context_length = context_length
         self.embedding_dim = embedding_dim

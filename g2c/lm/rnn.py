@@ -32,7 +32,7 @@ import math
 import torch
 
 from g2c.embeddings import TokenEmbedding
-from g2c.lm.mlp import _check_window
+from g2c.lm.mlp import _check_positive, _check_window
 from g2c.nn import Linear, Module
 
 
@@ -40,13 +40,6 @@ def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator | 
     """U(−bound, bound) tensor with requires_grad."""
     w = (torch.rand(shape, generator=generator) * 2.0 - 1.0) * bound
     return w.requires_grad_()
-
-
-def _check_sizes(input_size: int, hidden_size: int) -> None:
-    if input_size <= 0 or hidden_size <= 0:
-        raise ValueError(
-            f"input_size and hidden_size must be positive, got {input_size}, {hidden_size}"
-        )
 
 
 def _check_input(x: torch.Tensor, h: torch.Tensor | None, input_size: int, hidden_size: int):
@@ -59,7 +52,37 @@ def _check_input(x: torch.Tensor, h: torch.Tensor | None, input_size: int, hidde
         )
 
 
-class RNNCell(Module):
+class _RecurrentCell(Module):
+    """What both cells share: sizes, parameters and torch's U(−1/√H, 1/√H) init.
+
+    ``num_gates`` g (1 for the RNN, 4 for the LSTM) sets the parameter shapes: ``W_ih`` (I, gH),
+    ``W_hh`` (H, gH), ``b_ih`` (gH,), ``b_hh`` (gH,). Sizes ≤ 0 → ValueError.
+    """
+
+    num_gates = 1
+
+    def __init__(
+        self, input_size: int, hidden_size: int, *, generator: torch.Generator | None = None
+    ) -> None:
+        if input_size <= 0 or hidden_size <= 0:
+            raise ValueError(
+                f"input_size and hidden_size must be positive, got {input_size}, {hidden_size}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        k = 1.0 / math.sqrt(hidden_size)
+        gH = self.num_gates * hidden_size
+        self.W_ih = _uniform((input_size, gH), k, generator)
+        self.W_hh = _uniform((hidden_size, gH), k, generator)
+        self.b_ih = _uniform((gH,), k, generator)
+        self.b_hh = _uniform((gH,), k, generator)
+
+    def extra_repr(self) -> str:
+        """The sizes shown by ``repr``."""
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+class RNNCell(_RecurrentCell):
     """Elman RNN cell h' = tanh(x W_ih + b_ih + h W_hh + b_hh), like ``torch.nn.RNNCell``.
 
     Args:
@@ -68,18 +91,6 @@ class RNNCell(Module):
 
     Parameters: ``W_ih`` (I, H), ``W_hh`` (H, H), ``b_ih`` (H,), ``b_hh`` (H,).
     """
-
-    def __init__(
-        self, input_size: int, hidden_size: int, *, generator: torch.Generator | None = None
-    ) -> None:
-        _check_sizes(input_size, hidden_size)
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        k = 1.0 / math.sqrt(hidden_size)
-        self.W_ih = _uniform((input_size, hidden_size), k, generator)
-        self.W_hh = _uniform((hidden_size, hidden_size), k, generator)
-        self.b_ih = _uniform((hidden_size,), k, generator)
-        self.b_hh = _uniform((hidden_size,), k, generator)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, I), h (B, H) or None (zeros) → h' (B, H). Wrong shapes → ValueError."""
@@ -92,12 +103,8 @@ class RNNCell(Module):
             return torch.tanh(x_proj + self.b_hh)
         return torch.tanh(x_proj + h @ self.W_hh + self.b_hh)  # (B, H)
 
-    def extra_repr(self) -> str:
-        """The sizes shown by ``repr``."""
-        return f"{self.input_size}, {self.hidden_size}"
 
-
-class LSTMCell(Module):
+class LSTMCell(_RecurrentCell):
     """LSTM cell like ``torch.nn.LSTMCell`` (gates i, f, g, o in torch's order).
 
     Args:
@@ -107,17 +114,7 @@ class LSTMCell(Module):
     Parameters: ``W_ih`` (I, 4H), ``W_hh`` (H, 4H), ``b_ih`` (4H,), ``b_hh`` (4H,).
     """
 
-    def __init__(
-        self, input_size: int, hidden_size: int, *, generator: torch.Generator | None = None
-    ) -> None:
-        _check_sizes(input_size, hidden_size)
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        k = 1.0 / math.sqrt(hidden_size)
-        self.W_ih = _uniform((input_size, 4 * hidden_size), k, generator)
-        self.W_hh = _uniform((hidden_size, 4 * hidden_size), k, generator)
-        self.b_ih = _uniform((4 * hidden_size,), k, generator)
-        self.b_hh = _uniform((4 * hidden_size,), k, generator)
+    num_gates = 4  # i, f, g, o
 
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -143,10 +140,6 @@ class LSTMCell(Module):
         c = i * g if state is None else f * state[1] + i * g  # (B, H)
         h = o * torch.tanh(c)  # (B, H)
         return h, c
-
-    def extra_repr(self) -> str:
-        """The sizes shown by ``repr``."""
-        return f"{self.input_size}, {self.hidden_size}"
 
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell}
@@ -182,15 +175,12 @@ class RNNLanguageModel(Module):
     ) -> None:
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-        sizes = dict(
+        _check_positive(
             vocab_size=vocab_size,
             context_length=context_length,
             embedding_dim=embedding_dim,
             hidden_dim=hidden_dim,
         )
-        for name, value in sizes.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
         self.vocab_size = vocab_size
         self.context_length = context_length
         self.embedding_dim = embedding_dim

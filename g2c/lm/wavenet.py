@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from g2c.embeddings import TokenEmbedding
-from g2c.lm.mlp import _check_window
+from g2c.lm.mlp import _check_positive, _check_window
 from g2c.nn import BatchNorm1d, Linear, Module, Tanh
 
 
@@ -74,10 +74,7 @@ class WaveNetLM(Module):
         *,
         generator: torch.Generator | None = None,
     ) -> None:
-        sizes = dict(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim)
-        for name, value in sizes.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        _check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim)
         if context_length < 2 or context_length & (context_length - 1):
             raise ValueError(
                 f"context_length must be a power of two >= 2 (e.g. 8 or 16), got {context_length}"

@@ -201,7 +201,8 @@ def _token_iter(
 
 
 def _prepare(model, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-             eos_id, stop_strings, decode):  # fmt: skip
+             eos_id, generator, use_cache, stop_strings, decode):  # fmt: skip
+    """Validate the arguments now; returns (prompt ids, the not-yet-started ``_token_iter``)."""
     ids = _as_prompt(prompt)
     _check_sampling_args(temperature, top_k, top_p, repetition_penalty, max_new_tokens)
     V = getattr(model, "vocab_size", None)
@@ -212,7 +213,9 @@ def _prepare(model, prompt, max_new_tokens, temperature, top_k, top_p, repetitio
             raise TypeError("stop_strings must be a list of strings, not one string")
         if decode is None:
             raise ValueError("stop_strings needs decode= (a function ids -> text), e.g. tok.decode")
-    return ids
+    it = _token_iter(model, ids, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
+                     eos_id, generator, use_cache, stop_strings, decode)  # fmt: skip
+    return ids, it
 
 
 def stream_generate(
@@ -235,10 +238,9 @@ def stream_generate(
     Arguments are validated when this is called (before the first ``next``). Between yields
     grad mode and the model's train/eval mode are the caller's own.
     """
-    ids = _prepare(model, prompt, max_new_tokens, temperature, top_k, top_p,
-                   repetition_penalty, eos_id, stop_strings, decode)  # fmt: skip
-    it = _token_iter(model, ids, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-                     eos_id, generator, use_cache, stop_strings, decode)  # fmt: skip
+    _, it = _prepare(model, prompt, max_new_tokens, temperature, top_k, top_p,
+                     repetition_penalty, eos_id, generator, use_cache, stop_strings,
+                     decode)  # fmt: skip
 
     def stream() -> Iterator[int]:
         while True:
@@ -281,23 +283,9 @@ def generate(
     repetition_penalty ≤ 0, negative max_new_tokens, an eos_id outside the vocabulary, or
     stop_strings without decode.
     """
-    ids = _prepare(model, prompt, max_new_tokens, temperature, top_k, top_p,
-                   repetition_penalty, eos_id, stop_strings, decode)  # fmt: skip
-    with inference_mode(model):
-        new = list(
-            _token_iter(
-                model,
-                ids,
-                max_new_tokens,
-                temperature,
-                top_k,
-                top_p,
-                repetition_penalty,
-                eos_id,
-                generator,
-                use_cache,
-                stop_strings,
-                decode,
-            )  # fmt: skip
-        )
+    ids, it = _prepare(model, prompt, max_new_tokens, temperature, top_k, top_p,
+                       repetition_penalty, eos_id, generator, use_cache, stop_strings,
+                       decode)  # fmt: skip
+    with inference_mode(model):  # the loop runs here, inside one no-grad/eval block
+        new = list(it)
     return torch.tensor(ids + new, dtype=torch.long)

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import codecs
 import heapq
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from g2c.tokenizer.formats import read_tokenizer_json
 from g2c.tokenizer.pretokenize import (
     GPT2_SPLIT_PATTERN,
     GPT4_SPLIT_PATTERN,
@@ -783,12 +783,7 @@ class BPETokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
         """Read a tokenizer saved by :meth:`save` (a directory means ``path/tokenizer.json``)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "tokenizer.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return cls.from_dict(read_tokenizer_json(path))
 
     # --- interop (implemented in g2c.tokenizer.interop) ---------------------------------------
     @classmethod

@@ -7,11 +7,12 @@ nanoGPT ``shakespeare_char``); ``encode`` maps ``str`` → ``list[int]`` (length
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from g2c.tokenizer.formats import read_tokenizer_json
 
 CHAR_FORMAT = "g2c.char"
 CHAR_FORMAT_VERSION = 1
@@ -101,12 +102,7 @@ class CharTokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> CharTokenizer:
         """Read a file written by :meth:`save` (a directory means ``path/tokenizer.json``)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "tokenizer.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return cls.from_dict(read_tokenizer_json(path))
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"

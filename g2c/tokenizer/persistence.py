@@ -21,9 +21,9 @@ from typing import Any
 
 from g2c.artifacts import read_manifest, write_manifest
 from g2c.data import load_token_ids, save_token_ids
+from g2c.tokenizer.formats import TOKENIZER_FILE
 
 ARTIFACT_FORMAT = "g2c.tokenizer"
-TOKENIZER_FILE = "tokenizer.json"
 TOKENS_FILE = "tokens.bin"
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from g2c.artifacts import atomic_write_json
+from g2c.tokenizer.formats import check_format
 
 if TYPE_CHECKING:  # optional interop library, imported only when exporting
     import tokenizers
@@ -450,13 +451,7 @@ class UnigramTokenizer:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UnigramTokenizer:
         """Rebuild from :meth:`to_dict` output. Another format or version → ``ValueError``."""
-        if (
-            not isinstance(d, dict)
-            or d.get("format") != FORMAT
-            or d.get("version") != FORMAT_VERSION
-        ):
-            got = (d.get("format"), d.get("version")) if isinstance(d, dict) else type(d).__name__
-            raise ValueError(f"expected format {FORMAT!r} version {FORMAT_VERSION}, got {got}")
+        check_format(d, FORMAT, FORMAT_VERSION)
         return cls([(p, s) for p, s in d["pieces"]], unk_token=d["unk_token"])
 
     def save(self, path: str | os.PathLike) -> Path:

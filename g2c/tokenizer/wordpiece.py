@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from g2c.artifacts import atomic_write_json
+from g2c.tokenizer.formats import check_format
 
 if TYPE_CHECKING:  # optional interop library, imported only when exporting
     import tokenizers
@@ -422,13 +423,7 @@ class WordPieceTokenizer:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WordPieceTokenizer:
         """Rebuild from :meth:`to_dict` output. Another format or version → ``ValueError``."""
-        if (
-            not isinstance(d, dict)
-            or d.get("format") != FORMAT
-            or d.get("version") != FORMAT_VERSION
-        ):
-            got = (d.get("format"), d.get("version")) if isinstance(d, dict) else type(d).__name__
-            raise ValueError(f"expected format {FORMAT!r} version {FORMAT_VERSION}, got {got}")
+        check_format(d, FORMAT, FORMAT_VERSION)
         tok = cls(
             d["special_tokens"],
             unk_token=d["unk_token"],

@@ -26,7 +26,36 @@ from g2c.embeddings import RotaryEmbedding
 from g2c.nn import GELU, Dropout, Linear, Module
 
 
-class LayerNorm(Module):
+class _FeatureNorm(Module):
+    """What LayerNorm and RMSNorm share: the checks, ``gamma`` ones (D,), the last-dim check.
+
+    Subclasses write ``forward`` (the normalisation itself) and call :meth:`_check_x` first.
+    embedding_dim ≤ 0 or eps ≤ 0 → ValueError.
+    """
+
+    def __init__(self, embedding_dim: int, eps: float, fused: bool) -> None:
+        if embedding_dim <= 0:
+            raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.embedding_dim = embedding_dim
+        self.eps = eps
+        self.fused = fused
+        self.gamma = torch.ones(embedding_dim, requires_grad=True)
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        if x.shape[-1] != self.embedding_dim:
+            raise ValueError(
+                f"{type(self).__name__}: x must have last dimension {self.embedding_dim} "
+                f"(embedding_dim), got shape {tuple(x.shape)}"
+            )
+
+    def extra_repr(self) -> str:
+        """Short description shown by ``repr``."""
+        return f"{self.embedding_dim}, eps={self.eps}, fused={self.fused}"
+
+
+class LayerNorm(_FeatureNorm):
     """Layer normalisation over the last dimension: γ · (x − mean) / √(var + eps) + β.
 
     ``gamma`` ones and ``beta`` zeros, shape (D,); biased variance (divide by D), so a constant
@@ -37,23 +66,12 @@ class LayerNorm(Module):
     def __init__(
         self, embedding_dim: int, eps: float = 1e-5, *, bias: bool = True, fused: bool = False
     ) -> None:
-        if embedding_dim <= 0:
-            raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.embedding_dim = embedding_dim
-        self.eps = eps
-        self.fused = fused
-        self.gamma = torch.ones(embedding_dim, requires_grad=True)
+        super().__init__(embedding_dim, eps, fused)
         self.beta = torch.zeros(embedding_dim, requires_grad=True) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., D) → (..., D)."""
-        if x.shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"LayerNorm: x must have last dimension {self.embedding_dim} (embedding_dim), "
-                f"got shape {tuple(x.shape)}"
-            )
+        self._check_x(x)
         if self.fused:
             return F.layer_norm(x, (self.embedding_dim,), self.gamma, self.beta, self.eps)
         mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
@@ -62,12 +80,8 @@ class LayerNorm(Module):
         y = self.gamma * x_hat
         return y + self.beta if self.beta is not None else y
 
-    def extra_repr(self) -> str:
-        """Short description shown by ``repr``."""
-        return f"{self.embedding_dim}, eps={self.eps}, fused={self.fused}"
 
-
-class RMSNorm(Module):
+class RMSNorm(_FeatureNorm):
     """Root-mean-square normalisation: γ · x / √(mean(x²) + eps) (Zhang & Sennrich 2019).
 
     ``gamma`` ones, shape (D,). Computed in float32 like Hugging Face Llama. ``fused=True``
@@ -75,31 +89,16 @@ class RMSNorm(Module):
     """
 
     def __init__(self, embedding_dim: int, eps: float = 1e-5, *, fused: bool = False) -> None:
-        if embedding_dim <= 0:
-            raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.embedding_dim = embedding_dim
-        self.eps = eps
-        self.fused = fused
-        self.gamma = torch.ones(embedding_dim, requires_grad=True)
+        super().__init__(embedding_dim, eps, fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., D) → (..., D)."""
-        if x.shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"RMSNorm: x must have last dimension {self.embedding_dim} (embedding_dim), "
-                f"got shape {tuple(x.shape)}"
-            )
+        self._check_x(x)
         if self.fused:
             return F.rms_norm(x, (self.embedding_dim,), self.gamma, self.eps)
         x32 = x.float()
         rms_inv = torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., 1)
         return self.gamma * (x32 * rms_inv).to(x.dtype)
-
-    def extra_repr(self) -> str:
-        """Short description shown by ``repr``."""
-        return f"{self.embedding_dim}, eps={self.eps}, fused={self.fused}"
 
 
 class FeedForward(Module):
