@@ -1,11 +1,57 @@
-"""`g2c speedrun` (placeholder until its stage lands)."""
+"""`g2c speedrun` — the main job: BPE tokenizer → pretraining → eval → samples → report.
+
+    g2c speedrun                         # ≤ 15 min on a 2-core CPU, into runs/speedrun
+    g2c speedrun --budget-minutes 5      # scale the time budget (training gets what is left)
+    g2c speedrun --smoke                 # the whole pipeline on a small slice, seconds
+    g2c speedrun --device cuda           # on a GPU when there is one
+    g2c speedrun --fresh                 # discard runs/speedrun and start over
+
+Interrupting it (Ctrl-C, SIGTERM, or a kill) and running the same command again resumes from
+the last checkpoint in the run directory; the tokenizer and token ids are reused.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from g2c.cli._common import add_runtime_flags, console
+from g2c.cli._run import add_config_flags, resolve_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Register the `speedrun` sub-command."""
-    p = sub.add_parser("speedrun", help="(not built yet)")
-    p.set_defaults(func=lambda args: 1)
+    p = sub.add_parser(
+        "speedrun",
+        help="the main job: tokenizer → pretraining → eval → samples → report (resumable)",
+        description="Train a byte-level BPE tokenizer on TinyShakespeare + Gutenberg, pretrain a "
+        "small TransformerLM within a time budget, evaluate (val loss, bits per byte), sample, "
+        "and write runs/speedrun/report.md. Re-running resumes an interrupted run.",
+    )
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny run on a 60k-character slice (CI; seconds)")  # fmt: skip
+    p.add_argument("--out", default=None,
+                   help="run directory (default: $G2C_HOME/speedrun, or speedrun-smoke)")  # fmt: skip
+    p.add_argument("--fresh", action="store_true", help="delete the run in --out and start over")
+    p.add_argument("--data-path", default=None, help="explicit data root for the corpus")
+    p.add_argument("--stop-after-steps", type=int, default=None,
+                   help="test hook: checkpoint and stop after this many steps")  # fmt: skip
+    add_config_flags(p)
+    add_runtime_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the speedrun config and execute it (resuming when the run directory has one)."""
+    from g2c.artifacts import g2c_home
+    from g2c.cli.train import execute
+    from g2c.runs import get_preset
+
+    preset = "speedrun-smoke" if args.smoke else "speedrun"
+    cfg = resolve_config(args, get_preset(preset))  # --budget-minutes is run.budget_minutes
+    if args.show_config:
+        console.print_json(json.dumps(cfg.to_dict()))
+        return 0
+    out = Path(args.out) if args.out else g2c_home() / preset
+    return execute(cfg, out, args, fresh=args.fresh)

@@ -1,11 +1,104 @@
-"""`g2c train` (placeholder until its stage lands)."""
+"""`g2c train` — pretrain a TransformerLM from a named preset, a config file and flags.
+
+    g2c train --preset shakespeare-char                       # the classic small CPU config
+    g2c train --preset gutenberg-1m --max-steps 500 --out runs/g1m
+    g2c train --config my_run.toml --embedding-dim 192        # flags override the file
+    g2c train --preset shakespeare-bpe --out runs/sb --resume # continue from checkpoint.pt
+    g2c train --preset gutenberg-5m --show-config             # print the resolved config
+
+Every field of the run's config dataclasses has a flag (see ``g2c train --help``). The run
+directory gets the tokenizer, ``model.safetensors``, ``manifest.json``, ``metrics.jsonl``,
+plots, samples and ``report.md`` (see ``g2c.runs``). Ctrl-C / SIGTERM writes a checkpoint and
+exits; ``--resume`` continues from it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from g2c.cli._common import add_runtime_flags, console, set_threads
+from g2c.cli._run import (
+    ProgressReporter,
+    add_config_flags,
+    command_line,
+    print_summary,
+    resolve_config,
+    stop_on_signals,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Register the `train` sub-command."""
-    p = sub.add_parser("train", help="(not built yet)")
-    p.set_defaults(func=lambda args: 1)
+    from g2c.runs.config import PRESETS
+
+    p = sub.add_parser(
+        "train",
+        help="pretrain a TransformerLM (presets: " + ", ".join(PRESETS) + ")",
+        description="Pretrain a TransformerLM: tokenizer → training → evaluation → samples → "
+        "report, in one run directory. Precedence: --preset < --config < flags.",
+    )
+    p.add_argument("--preset", default="shakespeare-char", choices=tuple(PRESETS),
+                   help="named configuration (default: shakespeare-char)")  # fmt: skip
+    p.add_argument("--out", default=None, help="run directory (default: $G2C_HOME/<preset>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")  # fmt: skip
+    p.add_argument("--fresh", action="store_true", help="delete the run in --out and start over")
+    p.add_argument("--data-path", default=None, help="explicit data root for the corpus")
+    p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
+    add_config_flags(p)
+    add_runtime_flags(p)
+    p.set_defaults(func=run)
+
+
+def _default_out(name: str) -> Path:
+    from g2c.artifacts import g2c_home
+
+    return g2c_home() / name
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config, then run (or resume) the pipeline; exit code 130 when interrupted."""
+    from g2c.runs import get_preset
+    from g2c.runs.rundir import RunDir
+
+    cfg = resolve_config(args, get_preset(args.preset))
+    if args.show_config:
+        console.print_json(json.dumps(cfg.to_dict()))
+        return 0
+    out = Path(args.out) if args.out else _default_out(args.preset)
+    rd = RunDir(out)
+    if rd.exists() and not (args.resume or args.fresh):
+        raise ValueError(
+            f"{out} already holds a run; pass --resume to continue it, --fresh to start over, "
+            "or --out to use another directory"
+        )
+    if args.resume and not rd.exists():
+        raise FileNotFoundError(f"--resume: no run to resume in {out} (no run_config.json)")
+    return execute(cfg, out, args, fresh=args.fresh)
+
+
+def execute(cfg, out: Path, args: argparse.Namespace, *, fresh: bool) -> int:
+    """Run the pipeline with signals, progress and a summary (shared with `g2c speedrun`)."""
+    from g2c.runs import run_pretraining
+
+    threads = set_threads(args.threads)
+    limit = getattr(args, "stop_after_steps", None)
+    with stop_on_signals() as stopped:
+
+        def should_stop(step: int) -> bool:
+            return stopped(step) or (limit is not None and step >= limit)
+
+        result = run_pretraining(
+            cfg, out, fresh=fresh, on_event=ProgressReporter(), should_stop=should_stop,
+            data_path=getattr(args, "data_path", None), threads=threads, command=command_line(),
+        )  # fmt: skip
+    if result.status == "interrupted":
+        console.print(
+            f"stopped at step {result.step:,} of {result.max_steps:,}; run the same command "
+            f"again (with --resume for `g2c train`) to continue from {out / 'checkpoint.pt'}"
+        )
+        return 130
+    print_summary(result, out)
+    return 0

@@ -1,0 +1,227 @@
+"""Shared by `g2c train` and `g2c speedrun`: config flags, stop signals, progress, summary.
+
+Every field of the run's config dataclasses (``DataConfig``, ``TransformerConfig`` minus
+``vocab_size``, ``TrainConfig``, ``RunSettings``) gets a flag named after it
+(``--embedding-dim``, ``--max-lr``, ``--sample-every``...); values are parsed by the field's
+type. Precedence: preset < ``--config`` file < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import signal
+import sys
+import types
+import typing
+from typing import Any
+
+from g2c.cli._common import console, err_console, make_progress
+
+_RUNTIME = {"device": "train.device", "seed": "train.seed"}  # runtime flags that map into train
+_ALIASES = {"steps": "train.max_steps", "lr": "train.max_lr", "data": "data.corpus"}
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _converter(hint: Any):
+    """An argparse ``type=`` function for a dataclass field's type hint."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner = _converter(next(a for a in args if a is not type(None)))
+
+        def optional(text: str):
+            return None if text.lower() in ("none", "null") else inner(text)
+
+        return optional
+    if hint is bool:
+        return _parse_bool
+    if origin is list:
+        return lambda text: [t.strip() for t in text.split(",") if t.strip()]
+    if origin is tuple:
+        return lambda text: [float(t) for t in text.split(",")]
+    return hint
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """Add ``--preset``-independent flags for every config field, plus ``--config FILE``."""
+    from g2c.runs.config import SECTIONS, section_fields
+
+    p.add_argument(
+        "--config", default=None, help="TOML or JSON file with [data] [model] [train] [run]"
+    )
+    for section in SECTIONS:
+        group = p.add_argument_group(f"{section} settings (override the preset and --config)")
+        for name, (hint, default) in section_fields(section).items():
+            if name in _RUNTIME and section == "train":
+                continue
+            shown = f"{default}" if not isinstance(default, list) else ",".join(map(str, default))
+            group.add_argument(
+                f"--{name.replace('_', '-')}", dest=f"{section}.{name}", type=_converter(hint),
+                default=argparse.SUPPRESS, metavar=_metavar(hint),
+                help=f"{section}.{name} (dataclass default {shown}; --show-config shows the preset's)",
+            )  # fmt: skip
+    for alias, target in _ALIASES.items():
+        section, name = target.split(".")
+        hint = section_fields(section)[name][0]
+        p.add_argument(f"--{alias}", dest=target, type=_converter(hint), default=argparse.SUPPRESS,
+                       metavar=_metavar(hint), help=f"alias of --{name.replace('_', '-')}")  # fmt: skip
+    p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+
+
+def _metavar(hint: Any) -> str:
+    name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    return name.upper().replace(" ", "")
+
+
+def resolve_config(args: argparse.Namespace, base):
+    """The RunConfig: ``base`` (a preset) < ``--config`` file < flags < runtime flags."""
+    from g2c.runs.config import apply_overrides, load_config_file
+
+    cfg = base
+    if getattr(args, "config", None):
+        cfg = apply_overrides(cfg, load_config_file(args.config))
+    overrides: dict[str, dict] = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            overrides.setdefault(section, {})[name] = value
+    train = overrides.setdefault("train", {})
+    device, seed = getattr(args, "device", None), getattr(args, "seed", None)
+    if device and device != "auto" and "device" not in train:
+        train["device"] = device  # --device auto keeps the preset's / config file's choice
+    if seed is not None and "seed" not in train and (cfg.train.seed is None or seed != 1337):
+        train["seed"] = seed  # the default --seed does not override a config file's seed
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Yield a ``should_stop(step) -> bool``: True after Ctrl-C (SIGINT) or SIGTERM.
+
+    The first signal asks the run to checkpoint and stop after the current step; a second
+    Ctrl-C raises KeyboardInterrupt at once. Handlers are restored on exit.
+    """
+    state = {"stop": False}
+
+    def handler(signum, frame):
+        if state["stop"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        err_console.print(
+            "\n[yellow]stopping after this step: writing a checkpoint (Ctrl-C again to abort)"
+        )
+
+    installed = {}
+    with contextlib.suppress(ValueError):  # not the main thread: no handlers
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            installed[sig] = signal.signal(sig, handler)
+    try:
+        yield lambda step: state["stop"]
+    finally:
+        for sig, old in installed.items():
+            signal.signal(sig, old)
+
+
+class ProgressReporter:
+    """``on_event`` for ``run_pretraining``: a rich progress bar (loss, tokens/s, ETA) plus
+    short lines for stages, plans, resumes and samples."""
+
+    def __init__(self, show_samples: bool = True) -> None:
+        self.progress = make_progress()
+        self.task = None
+        self.show_samples = show_samples
+        self.last_val = None
+
+    def __call__(self, kind: str, info: dict) -> None:
+        if kind == "stage" and info["status"] == "start" and info["name"] == "pretraining":
+            self.progress.start()
+            self.task = self.progress.add_task(
+                "pretraining", total=info["max_steps"], completed=info["step"], info=""
+            )
+            err_console.print(f"[bold]pretraining[/] {info['params']:,} parameters, "
+                              f"{info['max_steps']:,} steps")  # fmt: skip
+        elif kind == "stage" and info["status"] == "done" and info["name"] == "pretraining":
+            self._stop()
+        elif kind == "stage" and info["status"] == "done":
+            extra = ""
+            if info["name"] == "tokenizer":
+                extra = (" (reused from the run directory)" if info.get("reused") else
+                         f": vocabulary {info.get('vocab_size')}, {info.get('train_tokens', 0):,} "
+                         f"train / {info.get('val_tokens', 0):,} val tokens")  # fmt: skip
+            elif info["name"] == "evaluation":
+                bpb = info.get("val_bpb")
+                extra = f": val loss {info['val_loss']:.3f}" + (
+                    f", {bpb:.3f} bits/byte" if bpb else ""
+                )
+            err_console.print(f"[green]✓[/] {info['name']}{extra}")
+        elif kind == "plan":
+            err_console.print(
+                f"budget {info['budget_s'] / 60:.1f} min: measured {info['step_s'] * 1000:.0f} ms/step "
+                f"→ {info['max_steps']:,} steps fit in the {info['seconds_left']:.0f} s left"
+            )  # fmt: skip
+        elif kind == "replan" and self.task is not None:
+            self.progress.update(self.task, total=info["max_steps"])
+        elif kind == "resume":
+            err_console.print(f"[cyan]resuming from the checkpoint at step {info['step']:,} "
+                              f"of {info['max_steps']:,}")  # fmt: skip
+        elif kind == "log" and self.task is not None:
+            if info.get("val_loss") is not None:
+                self.last_val = info["val_loss"]
+            val = f" val {self.last_val:.3f}" if self.last_val is not None else ""
+            self.progress.update(
+                self.task, completed=info["step"],
+                info=f"loss {info['train_loss']:.3f}{val}  {info['tokens_per_s']:,.0f} tok/s",
+            )  # fmt: skip
+        elif kind == "sample" and self.show_samples and info["tag"] == "during":
+            text = info["text"].strip().replace("\n", " ⏎ ")[:160]
+            self.progress.console.print(f"[dim]step {info['step']}:[/] {text}")
+        elif kind == "checkpoint":
+            self._stop()
+            err_console.print(f"checkpoint written at step {info['step']:,}: {info['path']}")
+
+    def _stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+            self.task = None
+
+
+def print_summary(result, run_dir) -> None:
+    """Stage table, final metrics and final samples of a finished run."""
+    from rich.table import Table
+
+    from g2c.runs.rundir import RunDir
+
+    rd = RunDir(run_dir)
+    stages = rd.load_stages()
+    table = Table(title=f"run {rd.root}")
+    for col in ("stage", "time (s)", "tokens", "tokens/s", "MFU", "val loss", "bits/byte"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for name, s in stages.items():
+        tokens = s.get("tokens") or s.get("train_tokens")
+        table.add_row(
+            name, f"{s.get('seconds', 0):.1f}", f"{tokens:,}" if tokens else "",
+            f"{s['tokens_per_s']:,.0f}" if s.get("tokens_per_s") else "",
+            f"{100 * s['mfu']:.2f}%" if s.get("mfu") else "",
+            f"{s['val_loss']:.3f}" if s.get("val_loss") is not None else "",
+            f"{s['val_bpb']:.3f}" if s.get("val_bpb") is not None else "",
+        )  # fmt: skip
+    console.print(table)
+    for s in [r for r in rd.read_jsonl(rd.samples) if r.get("tag") == "final"][:1]:
+        console.print("[bold]sample:[/]")
+        console.print(s["text"], markup=False, highlight=False)
+    console.print(f"report: {rd.report}")
+
+
+def command_line() -> str:
+    """The command as typed (for the report)."""
+    return "g2c " + " ".join(shlex.quote(a) for a in sys.argv[1:])
