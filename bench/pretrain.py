@@ -43,12 +43,9 @@ console = Console()
 
 def load_char_data() -> tuple[torch.Tensor, torch.Tensor, int]:
     """TinyShakespeare as char ids, split 90/10 (nanoGPT's shakespeare_char)."""
-    try:
-        from g2c.data import load_text
+    from g2c.data import load_text  # $G2C_DATA_DIR, the cache, or a checksummed download
 
-        text = load_text("tinyshakespeare")
-    except Exception:  # noqa: BLE001 - fall back to the shared copy
-        text = (Path(os.environ["G2C_DATA_DIR"]) / "tinyshakespeare" / "input.txt").read_text()
+    text = load_text("tinyshakespeare")
     from g2c.tokenizer import CharTokenizer
 
     tok = CharTokenizer(text)

@@ -307,3 +307,22 @@ def test_matches_hf_gpt2_logits():
         model = load_hf_gpt2(hf, **overrides)
         with torch.no_grad():
             torch.testing.assert_close(model(idx), expected, atol=1e-5, rtol=0)
+
+
+def test_attention_weights_per_layer_are_causal_distributions():
+    from g2c.transformer import TransformerLM
+
+    model = TransformerLM(50, 32, 3, 4, 16, positional="rope")
+    idx = torch.randint(0, 50, (2, 10))
+    maps = model.attention_weights(idx)
+    assert len(maps) == 3 and model.training  # mode restored
+    for w in maps:
+        assert w.shape == (2, 4, 10, 10)
+        torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 10))
+        assert torch.all(w.triu(1) == 0)
+    # layer 0 equals the first block's attention on the normed embeddings
+    x = model.token_embed(idx)
+    first = model.blocks[0].attn.attention_weights(model.blocks[0].ln1(x))
+    torch.testing.assert_close(maps[0], first)
+    with pytest.raises(ValueError):
+        model.attention_weights(torch.randint(0, 50, (1, 17)))

@@ -29,19 +29,7 @@ def attention_maps(model, idx: torch.Tensor) -> list[torch.Tensor]:
     """
     if idx.dim() == 1:
         idx = idx[None]  # (T,) -> (1, T)
-    model._check_idx(idx)
-    was_training = model.training
-    model.eval()
-    try:
-        x = model._embed(idx, offset=0)  # (1, T, D)
-        maps = []
-        for block in model.blocks:
-            h = block.ln1(x) if block.norm_position == "pre" else x
-            maps.append(block.attn.attention_weights(h)[0])  # (1, H, T, T) -> (H, T, T)
-            x = block(x)
-    finally:
-        model.train(was_training)
-    return maps
+    return [w[0] for w in model.attention_weights(idx)]  # L × (1, H, T, T) -> L × (H, T, T)
 
 
 def previous_token_score(w: torch.Tensor) -> torch.Tensor:

@@ -307,6 +307,28 @@ class TransformerLM(Module):
             x = block(x)  # (B, T, D) -> (B, T, D)
         return self._head(x)
 
+    @torch.no_grad()
+    def attention_weights(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Attention weights of every block for ids idx (B, T): a list of L tensors (B, H, T, T).
+
+        Rows sum to 1 (causal: zero above the diagonal). Runs in eval mode (no dropout) and
+        restores the previous mode. T > max_seq_len → ValueError. Used by the attention
+        inspector (``g2c inspect attention``).
+        """
+        self._check_idx(idx)
+        was_training = self.training
+        self.eval()
+        try:
+            x = self._embed(idx, offset=0)  # (B, T, D)
+            maps = []
+            for block in self.blocks:
+                h = block.ln1(x) if block.norm_position == "pre" else x  # the attention's input
+                maps.append(block.attn.attention_weights(h))  # (B, H, T, T)
+                x = block(x)
+        finally:
+            self.train(was_training)
+        return maps
+
     # -- KV cache -----------------------------------------------------------------------------
     def new_kv_cache(self) -> list[LayerKVCache]:
         """One empty :class:`LayerKVCache` per block."""
