@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from g2c.embeddings import RotaryEmbedding
 from g2c.nn import Dropout, Linear, Module
+from g2c.tensors import softmax  # 02 built it: shift by the max, then normalise
 
 ATTENTION_IMPLS = ("explicit", "sdpa")
 
@@ -44,17 +45,6 @@ def causal_mask(T: int, device: str | torch.device | None = None) -> torch.Tenso
     if T < 1:
         raise ValueError(f"T must be >= 1, got {T}")
     return torch.ones(T, T, dtype=torch.bool, device=device).triu(diagonal=1)
-
-
-def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Numerically stable softmax along ``dim``: exp(s − max) / Σ exp(s − max).
-
-    ``scores`` any shape, e.g. (B, H, T, T) → weights of the same shape summing to 1 along
-    ``dim``. −inf entries (masked) get weight 0; a row must keep at least one finite entry.
-    """
-    shifted = scores - scores.amax(dim=dim, keepdim=True).detach()
-    e = torch.exp(shifted)
-    return e / e.sum(dim=dim, keepdim=True)
 
 
 def attend(

@@ -9,16 +9,7 @@ from __future__ import annotations
 import torch
 
 from g2c.nn.module import Module
-
-
-def log_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Numerically stable log-softmax along ``dim`` (shift by the max before exponentiating).
-
-    ``logits`` (..., C) float → log-probabilities of the same shape.
-    """
-    m = logits.amax(dim=dim, keepdim=True).detach()
-    shifted = logits - m
-    return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
+from g2c.tensors import log_softmax  # 02 built it: the log-sum-exp trick
 
 
 def cross_entropy(

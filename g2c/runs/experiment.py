@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import torch
 
+from g2c.nn import cross_entropy
+
 from g2c.pretraining import Trainer, empty_training_history
 
 
@@ -61,13 +63,6 @@ def text_ids(text: str, tokenizer: str = "char", vocab_size: int = 1024,
     else:
         raise ValueError(f"tokenizer must be 'char' or 'bpe', got {tokenizer!r}")
     return tok, torch.tensor(tr, dtype=torch.long), torch.tensor(va, dtype=torch.long)
-
-
-def _non_embedding(model) -> int:
-    try:
-        return int(model.num_parameters(exclude_embeddings=True))
-    except TypeError:
-        return int(model.num_parameters())
 
 
 def train_for(
@@ -153,7 +148,7 @@ def train_for(
         history=history, events=events, val_loss=val, tokens_per_s=tps[len(tps) // 2],
         seconds=elapsed, steps=trainer.step, tokens=tokens,
         num_parameters=int(model.num_parameters()),
-        train_flops=6.0 * _non_embedding(model) * tokens,
+        train_flops=6.0 * model.num_parameters(exclude_embeddings=True) * tokens,
     )  # fmt: skip
 
 
@@ -187,10 +182,9 @@ def sequence_perplexity(model, prompt_ids: list[int], new_ids: list[int]) -> flo
     ids = (prompt_ids + new_ids)[-model.max_seq_len :]
     n_new = min(len(new_ids), len(ids) - 1)
     x = torch.tensor([ids[:-1]])  # (1, T-1)
-    logp = torch.log_softmax(model(x)[0].float(), dim=-1)  # (T-1, V)
-    targets = torch.tensor(ids[1:])
-    nll = -logp[torch.arange(len(targets)), targets][-n_new:]
-    return float(torch.exp(nll.mean()))
+    logits = model(x)[0].float()  # (T-1, V)
+    targets = torch.tensor(ids[1:])  # (T-1,)
+    return float(torch.exp(cross_entropy(logits[-n_new:], targets[-n_new:])))
 
 
 SMOKE_TEXT = (
