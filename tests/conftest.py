@@ -12,6 +12,8 @@ torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("G2C_NO_PROGRESS", "1")
 os.environ.setdefault("G2C_OFFLINE", "1")  # tests never reach the internet
+# MFU needs a peak FLOP/s: a fixed one, so tests never time a matmul or write ~/.cache
+os.environ.setdefault("G2C_PEAK_FLOPS", "1e12")
 
 REPO = Path(__file__).resolve().parents[1]
 if "G2C_DATA_DIR" not in os.environ and (REPO.parent / "shared" / "data").is_dir():

@@ -7,11 +7,26 @@ A corpus is one long 1-D stream of token ids (N,). Pretraining reads random wind
     y = ids[s + 1 : s + T + 1]  (B, T)   next-token targets (x shifted left by one)
 
 so every window trains T next-token predictions at once, one per prefix length.
+
+The stream is a 1-D id tensor or any *source* object with ``__len__`` and its own
+``get_lm_batch(batch_size, context_length, *, generator=None)``: ``TokenStream`` reads a g2c
+token-id file (``g2c.data.save_token_ids``) through ``numpy.memmap``, so a corpus larger than
+memory trains without being loaded — and gives the same batches as the loaded tensor for the
+same generator.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
+
+from g2c.data import read_token_ids_metadata
+
+_NP_DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
 
 def _check_ids(ids: torch.Tensor, name: str = "ids") -> torch.Tensor:
@@ -22,6 +37,26 @@ def _check_ids(ids: torch.Tensor, name: str = "ids") -> torch.Tensor:
     if ids.dim() != 1:
         raise ValueError(f"{name} must be a 1-D token stream (N,), got shape {tuple(ids.shape)}")
     return ids
+
+
+def is_lm_source(obj: Any) -> bool:
+    """True for a source object usable in place of a 1-D id tensor (``__len__`` and
+    ``get_lm_batch``)."""
+    return hasattr(obj, "__len__") and callable(getattr(obj, "get_lm_batch", None))
+
+
+def check_lm_source(source: Any, name: str = "ids") -> Any:
+    """Validate a 1-D integer id tensor or a source object; TypeError / ValueError naming
+    ``name`` otherwise. Returns ``source``."""
+    if isinstance(source, torch.Tensor) or not is_lm_source(source):
+        if not isinstance(source, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a 1-D torch.Tensor of token ids or a source with __len__ and "
+                f"get_lm_batch(batch_size, context_length, *, generator=None) (e.g. TokenStream), "
+                f"got {type(source).__name__}"
+            )
+        return _check_ids(source, name)
+    return source
 
 
 def split_token_stream(
@@ -50,7 +85,7 @@ def split_token_stream(
 
 
 def get_lm_batch(
-    ids: torch.Tensor,
+    ids: torch.Tensor | Any,
     batch_size: int,
     context_length: int,
     generator: torch.Generator | None = None,
@@ -61,21 +96,151 @@ def get_lm_batch(
     ``generator`` (a CPU ``torch.Generator``; the global RNG when None), so the same generator
     state gives the same batch. The batch lives on ``ids``' device.
 
+    ``ids`` may also be a source object (``__len__`` + ``get_lm_batch(batch_size,
+    context_length, *, generator=None)``, e.g. :class:`TokenStream`); the call is delegated to
+    it after the checks below.
+
     Raises ValueError when ``ids`` has fewer than ``context_length + 1`` tokens ("too short"),
     or batch_size / context_length < 1; TypeError / ValueError for non-1-D or non-integer ids.
     """
-    ids = _check_ids(ids)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if context_length < 1:
-        raise ValueError(f"context_length must be >= 1, got {context_length}")
-    n = ids.numel()
+    ids = check_lm_source(ids)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if (
+        isinstance(context_length, bool)
+        or not isinstance(context_length, int)
+        or context_length < 1
+    ):
+        raise ValueError(f"context_length must be an integer >= 1, got {context_length!r}")
+    n = len(ids)
     if n < context_length + 1:
         raise ValueError(
             f"ids is too short: {n} tokens, need at least context_length + 1 = "
             f"{context_length + 1}; use a smaller context_length or more data"
         )
+    if not isinstance(ids, torch.Tensor):
+        return ids.get_lm_batch(batch_size, context_length, generator=generator)
     starts = torch.randint(0, n - context_length, (batch_size,), generator=generator)  # (B,)
     offsets = torch.arange(context_length + 1)  # (T+1,)
     windows = ids[(starts[:, None] + offsets[None, :]).to(ids.device)]  # (B, T+1)
     return windows[:, :-1].long(), windows[:, 1:].long()  # (B, T), (B, T)
+
+
+class TokenStream:
+    """A memory-mapped 1-D token stream over a g2c token-id file (no load into memory).
+
+    ``TokenStream(path)`` opens a file written by ``g2c.data.save_token_ids`` (dtype from its
+    ``PATH.json`` sidecar; pass ``dtype="uint16"``/``"uint32"`` for a raw file such as
+    nanoGPT's ``train.bin``) with ``numpy.memmap``. ``start``/``stop`` select a contiguous range
+    of ids (a view; ``split`` makes train/val views like ``split_token_stream``).
+
+    - ``len(stream)``: number of ids N in the range.
+    - ``stream[i]`` → int; ``stream[a:b]`` → 1-D ``torch.long`` tensor (a copy of that range).
+    - ``get_lm_batch(batch_size, context_length, *, generator=None)`` → (x, y) long (B, T):
+      the start offsets are drawn exactly as ``get_lm_batch`` draws them for a tensor, so the
+      same generator state gives the same batch as the loaded stream.
+    - ``to_tensor()`` loads the range as a (N,) long tensor.
+
+    Raises FileNotFoundError for a missing file; ValueError for an unknown dtype, a file size
+    that is not a whole number of ids or disagrees with the sidecar's count (an interrupted
+    write), or a bad range.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        dtype: str | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"token-id file not found: {self.path}")
+        meta = read_token_ids_metadata(self.path)
+        if dtype is None:
+            if meta is None:
+                raise ValueError(
+                    f"{self.path} has no sidecar {self.path.name}.json: pass dtype='uint16' or "
+                    "'uint32'"
+                )
+            dtype = meta["dtype"]
+        if dtype not in _NP_DTYPES:
+            raise ValueError(f"dtype must be 'uint16' or 'uint32', got {dtype!r}")
+        if meta is not None and meta["dtype"] != dtype:
+            raise ValueError(f"dtype={dtype!r} disagrees with {self.path}.json ({meta['dtype']!r})")
+        np_dtype = _NP_DTYPES[dtype]
+        size = self.path.stat().st_size
+        if size % np_dtype.itemsize:
+            raise ValueError(f"{self.path}: {size} bytes is not a whole number of {dtype} ids")
+        total = size // np_dtype.itemsize
+        if meta is not None and total != meta["count"]:
+            raise ValueError(
+                f"{self.path}: holds {total} ids but its sidecar says {meta['count']}; the file "
+                "is incomplete or stale, re-create it"
+            )
+        stop = total if stop is None else stop
+        if not (0 <= start <= stop <= total):
+            raise ValueError(f"need 0 <= start <= stop <= {total}, got start={start}, stop={stop}")
+        self.dtype = dtype
+        self.start, self.stop = start, stop
+        self._data = (
+            np.memmap(self.path, dtype=np_dtype, mode="r") if total else np.zeros(0, np_dtype)
+        )
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __repr__(self) -> str:
+        return f"TokenStream({str(self.path)!r}, start={self.start}, stop={self.stop})"
+
+    def __getitem__(self, index: int | slice) -> int | torch.Tensor:
+        n = len(self)
+        if isinstance(index, slice):
+            a, b, step = index.indices(n)
+            if step != 1:
+                raise ValueError("TokenStream slices must have step 1")
+            chunk = self._data[self.start + a : self.start + max(a, b)]
+            return torch.from_numpy(chunk.astype(np.int64))
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a stream of {n} ids")
+        return int(self._data[self.start + index % n])
+
+    def to_tensor(self) -> torch.Tensor:
+        """The whole range as a 1-D ``torch.long`` tensor (N,)."""
+        return self[:]
+
+    def split(self, train_fraction: float = 0.9) -> tuple[TokenStream, TokenStream]:
+        """Contiguous ``(train, val)`` views, cut as ``split_token_stream`` cuts a tensor."""
+        if not isinstance(train_fraction, (int, float)) or not 0.0 < train_fraction < 1.0:
+            raise ValueError(
+                f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction}"
+            )
+        n_train = int(len(self) * train_fraction)
+        if n_train == 0 or n_train == len(self):
+            raise ValueError(
+                f"split of {len(self)} tokens at train_fraction={train_fraction} leaves an empty "
+                "side; pass more tokens or a fraction closer to 0.5"
+            )
+        cut = self.start + n_train
+        views = []
+        for a, b in ((self.start, cut), (cut, self.stop)):
+            view = object.__new__(TokenStream)
+            view.__dict__.update(self.__dict__, start=a, stop=b)
+            views.append(view)
+        return views[0], views[1]
+
+    def get_lm_batch(
+        self, batch_size: int, context_length: int, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random windows x, y (B, T) long on CPU, as ``get_lm_batch`` draws them."""
+        n = len(self)
+        if n < context_length + 1:
+            raise ValueError(
+                f"{self} is too short: {n} tokens, need at least context_length + 1 = "
+                f"{context_length + 1}"
+            )
+        starts = torch.randint(0, n - context_length, (batch_size,), generator=generator)  # (B,)
+        index = self.start + starts.numpy()[:, None] + np.arange(context_length + 1)[None, :]
+        windows = torch.from_numpy(self._data[index].astype(np.int64))  # (B, T+1)
+        return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)

@@ -1,8 +1,49 @@
-"""03B training — the optimizer, gradient clipping and learning-rate schedule used by every
-later trainer: ``AdamW``, ``clip_grad_norm_``, ``cosine_with_warmup``."""
+"""03B training — the optimizer, clipping, schedule and the one training loop every later
+trainer specialises.
+
+- ``AdamW``, ``clip_grad_norm_``, ``cosine_with_warmup``: the pieces.
+- ``TrainingLoop`` / ``LoopConfig`` / ``LoopControl``: the generic loop over a batch source and
+  a loss function (accumulation, clipping, schedule, autocast, logging with tokens/s and MFU,
+  atomic checkpoints, exact resume, cooperative stop and re-plan).
+- ``mean_batch_loss``, ``stream_loss``, ``bits_per_byte``, ``perplexity_from_loss``,
+  ``sequence_perplexity``: the one home of evaluation.
+- ``device_peak_flops``, ``model_flops_per_token``: MFU accounting.
+"""
 
 from g2c.training.adamw import AdamW
 from g2c.training.clip import clip_grad_norm_
+from g2c.training.evaluation import (
+    bits_per_byte,
+    mean_batch_loss,
+    perplexity_from_loss,
+    sequence_perplexity,
+    stream_loss,
+)
+from g2c.training.flops import device_peak_flops, measure_matmul_flops, model_flops_per_token
+from g2c.training.loop import (
+    LoopConfig,
+    LoopControl,
+    TrainingLoop,
+    empty_training_history,
+    final_val_loss,
+)
 from g2c.training.schedule import cosine_with_warmup
 
-__all__ = ["AdamW", "clip_grad_norm_", "cosine_with_warmup"]
+__all__ = [
+    "AdamW",
+    "clip_grad_norm_",
+    "cosine_with_warmup",
+    "LoopConfig",
+    "LoopControl",
+    "TrainingLoop",
+    "empty_training_history",
+    "final_val_loss",
+    "mean_batch_loss",
+    "stream_loss",
+    "bits_per_byte",
+    "perplexity_from_loss",
+    "sequence_perplexity",
+    "device_peak_flops",
+    "measure_matmul_flops",
+    "model_flops_per_token",
+]
