@@ -147,10 +147,10 @@ SIGNATURES = [
         ],
     ),
     ("g2c.tokenizer:BPETokenizer", [("special_tokens", ()), "*", ("pattern", "GPT4")]),
-    ("g2c.tokenizer:BPETokenizer._get_pair_counts", [("self", _EMPTY), ("ids", _EMPTY)]),
+    ("g2c.tokenizer:BPETokenizer._get_pair_counts", [("ids", _EMPTY)]),
     (
         "g2c.tokenizer:BPETokenizer._merge",
-        [("self", _EMPTY), ("ids", _EMPTY), ("pair", _EMPTY), ("new_id", _EMPTY)],
+        [("ids", _EMPTY), ("pair", _EMPTY), ("new_id", _EMPTY)],
     ),
     (
         "g2c.tokenizer:BPETokenizer.train_step",
@@ -200,7 +200,8 @@ SIGNATURES = [
     ),
     ("g2c.tokenizer.persistence:load_artifact", [("cls", _EMPTY), ("dir", _EMPTY)]),
     ("g2c.attention:SelfAttention", [("embedding_dim", _EMPTY), ("causal", True)]),
-    ("g2c.attention:SelfAttention.causal_mask", [("self", _EMPTY), ("T", _EMPTY)]),
+    ("g2c.attention:SelfAttention.causal_mask", [("T", _EMPTY), ("device", None)]),
+    ("g2c.attention:MultiHeadAttention.causal_mask", [("T", _EMPTY), ("device", None)]),
     (
         "g2c.attention:MultiHeadAttention",
         [

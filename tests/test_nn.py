@@ -125,6 +125,76 @@ def test_to_dtype_keeps_ties_grad_flags_and_values():
     assert m.embed.W.device.type == "cpu"
 
 
+class _Shared(Module):
+    """A tree with a shared child, a list, a dict and a buffer-only layer (BatchNorm1d)."""
+
+    def __init__(self):
+        self.body = Sequential(Linear(4, 3), ReLU(), BatchNorm1d(3))
+        self.heads = {"a": Linear(3, 2), "b": [Linear(3, 1)]}
+        self.again = self.body  # the same sub-module under a second name
+
+
+def _torch_shared() -> torch.nn.Module:
+    """The torch twin of ``_Shared`` (ModuleList/ModuleDict stand in for list/dict)."""
+    m = torch.nn.Module()
+    m.body = torch.nn.Module()
+    m.body.layers = torch.nn.ModuleList(
+        [torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.BatchNorm1d(3)]
+    )
+    m.heads = torch.nn.Module()
+    m.heads.a = torch.nn.Linear(3, 2)
+    m.heads.b = torch.nn.ModuleList([torch.nn.Linear(3, 1)])
+    m.again = m.body
+    return m
+
+
+def test_named_modules_follows_torch_names_order_and_dedup():
+    ours = [(n, type(m).__name__) for n, m in _Shared().named_modules()]
+    # torch lists the ModuleList/ModuleDict containers as modules too; g2c's lists/dicts are
+    # plain containers, so compare after dropping torch's container-only entries
+    theirs = [
+        (n, type(m).__name__)
+        for n, m in _torch_shared().named_modules()
+        if not isinstance(m, torch.nn.ModuleList) and n not in ("heads", "body")
+    ]
+    assert [n for n, _ in ours] == [
+        "",
+        "body",
+        "body.layers.0",
+        "body.layers.1",
+        "body.layers.2",
+        "heads.a",
+        "heads.b.0",
+    ]
+    assert [n for n, _ in ours if n not in ("", "body")] == [n for n, _ in theirs if n]
+    assert [t for _, t in ours][2:] == ["Linear", "ReLU", "BatchNorm1d", "Linear", "Linear"]
+    m = _Shared()
+    assert dict(m.named_modules())["heads.b.0"] is m.heads["b"][0]
+    assert [n for n, _ in m.named_modules(prefix="model")][:2] == ["model", "model.body"]
+    assert list(m.modules()) == [mod for _, mod in m.named_modules()]  # shared child once
+    assert list(Module().named_modules())[0][0] == ""
+
+
+def test_device_and_to_move_parameters_and_buffers():
+    assert Module().device == torch.device("cpu")  # no tensors: cpu, like a new torch module
+    m = _Shared()
+    assert m.device == torch.device("cpu")
+    ref = _torch_shared()
+    assert m.to("meta") is m and ref.to("meta") is ref  # "meta" moves without a GPU
+    assert m.device == torch.device("meta")
+    for _, t in m.named_tensors():  # every parameter and buffer, as torch's .to does
+        assert t.device.type == "meta"
+    bn = m.body.layers[2]
+    assert bn.running_mean.device.type == ref.body.layers[2].running_mean.device.type == "meta"
+    assert bn.gamma.requires_grad and not bn.running_var.requires_grad
+    assert m.again is m.body and m.heads["a"].W.is_leaf
+    c = _Shared()
+    assert c.to(torch.device("cpu")) is c and c.device.type == "cpu"
+    with pytest.raises(RuntimeError):
+        c.to("not-a-device")
+    assert all(t.device.type == "cpu" for _, t in c.named_tensors())
+
+
 def test_state_dict_round_trip_and_errors():
     torch.manual_seed(1)
     a, b = _Tied(), _Tied()

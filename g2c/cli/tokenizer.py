@@ -7,7 +7,9 @@
     g2c tokenizer view --data tinyshakespeare --text "..." --vocabs 256,1024,8192
 
 ``train`` writes a tokenizer artifact (manifest.json, tokenizer.json, tokens.bin with the ids
-of the training text); ``--tokenizer`` accepts that directory or a tokenizer JSON file.
+of the training text); ``--tokenizer`` accepts anything ``g2c.tokenizer.load_tokenizer`` reads:
+that directory, a run directory, a tokenizer JSON file of any g2c family (BPE, char, WordPiece,
+Unigram) or GPT-2's vocab.json + merges.txt. ``view`` needs a BPE tokenizer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from g2c.artifacts import g2c_home
 from g2c.cli._common import console, make_progress
+from g2c.data import load_corpus
+from g2c.tokenizer import (
+    COURSE_SPECIAL_TOKENS,
+    SPLIT_PATTERNS,
+    BPETokenizer,
+    load_tokenizer,
+)
+from g2c.tokenizer.persistence import save_artifact
 
 _SPECIALS = {"course": "COURSE", "eot": ("<|endoftext|>",), "none": ()}
 _COLOURS = (
@@ -113,17 +124,13 @@ def _load_training_text(args: argparse.Namespace) -> tuple[str, str]:
         if not path.is_file():
             raise FileNotFoundError(f"--text-file not found: {path}")
         return path.read_text(encoding="utf-8"), str(path)
-    from g2c.data import load_corpus
-
     names = [n.strip() for n in args.data.split(",") if n.strip()]
     if not names:
         raise ValueError("--data must name at least one dataset, e.g. --data tinyshakespeare")
     return load_corpus(names, args.data_path), ",".join(names)
 
 
-def _make_tokenizer(special: str, pattern: str):
-    from g2c.tokenizer import COURSE_SPECIAL_TOKENS, SPLIT_PATTERNS, BPETokenizer
-
+def _make_tokenizer(special: str, pattern: str) -> BPETokenizer:
     specials = COURSE_SPECIAL_TOKENS if _SPECIALS[special] == "COURSE" else _SPECIALS[special]
     return BPETokenizer(specials, pattern=SPLIT_PATTERNS[pattern])
 
@@ -145,9 +152,6 @@ def _train_with_progress(tok, text: str, vocab: int, reference: bool = False) ->
 
 
 def _train(args: argparse.Namespace) -> int:
-    from g2c.artifacts import g2c_home
-    from g2c.tokenizer.persistence import save_artifact
-
     text, source = _load_training_text(args)
     tok = _make_tokenizer(args.special, args.pattern)
     if args.vocab < tok.base_vocab_size:
@@ -199,22 +203,32 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_tokenizer(path: str):
-    from g2c.tokenizer import BPETokenizer
-
-    return BPETokenizer.load(path)
+def _load_bpe(path: str, action: str) -> BPETokenizer:
+    """``load_tokenizer(path)``, which must be a BPE tokenizer for ``action`` (ValueError)."""
+    tok = load_tokenizer(path)
+    if not isinstance(tok, BPETokenizer):
+        raise ValueError(
+            f"--tokenizer {path} is a {type(tok).__name__}; `g2c tokenizer {action}` needs a "
+            "BPE tokenizer"
+        )
+    return tok
 
 
 def _encode(args: argparse.Namespace) -> int:
-    tok = _load_tokenizer(args.tokenizer)
+    if args.allow_special:
+        tok = _load_bpe(args.tokenizer, "encode --allow-special")
+        encode = lambda text: tok.encode(text, allowed_special="all")  # noqa: E731
+    else:
+        tok = load_tokenizer(args.tokenizer)
+        encode = tok.encode
     text = args.text if args.text is not None else sys.stdin.read()
-    ids = tok.encode_fast(text, allowed_special="all" if args.allow_special else ())
+    ids = encode(text)
     print(" ".join(map(str, ids)))
     return 0
 
 
 def _decode(args: argparse.Namespace) -> int:
-    tok = _load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(args.tokenizer)
     raw = args.ids if args.ids else sys.stdin.read().split()
     try:
         ids = [int(x) for x in raw]
@@ -249,7 +263,7 @@ def _view(args: argparse.Namespace) -> int:
     if not vocabs:
         raise ValueError("--vocabs must list at least one size, e.g. 256,1024,8192")
     if args.tokenizer:
-        tok = _load_tokenizer(args.tokenizer)
+        tok = _load_bpe(args.tokenizer, "view")
         training = None
     else:
         training, _ = _load_training_text(args)
@@ -261,9 +275,8 @@ def _view(args: argparse.Namespace) -> int:
         raise ValueError("give --text (no training data to take a passage from)")
     n_bytes = len(passage.encode("utf-8"))
     for v in vocabs:
-        v_eff = min(v, tok.vocab_size)
-        ids = tok.encode_at_vocab(passage, max(v_eff, tok.base_vocab_size))
-        note = "" if v_eff == v else f" (only {tok.vocab_size} learned)"
+        ids = tok.encode_at_vocab(passage, max(v, tok.base_vocab_size))  # above: every merge
+        note = "" if v <= tok.vocab_size else f" (only {tok.vocab_size} learned)"
         console.rule(
             f"vocab {v}{note}: {len(ids)} tokens, {n_bytes / max(1, len(ids)):.2f} bytes/token"
         )

@@ -70,13 +70,30 @@ class Module:
         """All trainable tensors of this module and its children (each once), as a list."""
         return [t for _, t in self.named_parameters()]
 
-    def modules(self) -> Iterator[Module]:
-        """Yield this module and every sub-module, depth first."""
-        yield self
-        for value in vars(self).values():
-            for _, obj in _walk(value, ""):
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Yield ``(dotted name, module)`` for this module (name ``prefix``, ``""`` by default)
+        and every sub-module, depth first in attribute order, like ``torch.nn.Module``.
+
+        Children inside lists/tuples/dicts are named by index/key (``blocks.0.attn``). A module
+        reachable twice (shared) is yielded once, under its first name.
+        """
+        seen: set[int] = set()
+        yield from self._named_modules(prefix, seen)
+
+    def _named_modules(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        yield prefix, self
+        for attr, value in vars(self).items():
+            name = f"{prefix}.{attr}" if prefix else attr
+            for sub_name, obj in _walk(value, name):
                 if isinstance(obj, Module):
-                    yield from obj.modules()
+                    yield from obj._named_modules(sub_name, seen)
+
+    def modules(self) -> Iterator[Module]:
+        """Yield this module and every sub-module (each once), depth first."""
+        return (m for _, m in self.named_modules())
 
     def num_parameters(self) -> int:
         """Total number of trainable scalars."""
@@ -98,14 +115,26 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    @property
+    def device(self) -> torch.device:
+        """The ``torch.device`` of this module's tensors (its first parameter or buffer);
+        ``cpu`` for a module that holds none. After ``to(device)`` every tensor is there."""
+        for _, t in self.named_tensors():
+            return t.device
+        return torch.device("cpu")
+
     def to(
         self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
     ) -> Module:
-        """Move (and optionally cast floating) tensors to ``device``/``dtype``; returns self.
+        """Move every parameter and buffer to ``device`` (and cast floating ones to ``dtype``)
+        in place of the attribute; returns self (like ``torch.nn.Module.to``).
 
-        Tied tensors stay tied: each distinct tensor is converted once and every attribute
-        pointing at it is updated.
+        Parameters keep ``requires_grad``; tied tensors stay tied: each distinct tensor is
+        converted once and every attribute pointing at it is updated. A bad device string →
+        RuntimeError from torch, raised before any attribute is changed.
         """
+        if device is not None:
+            device = torch.device(device)
         # id → (original, converted); holding the original keeps its id from being reused by
         # a new tensor while we walk (a shared sub-module is visited more than once).
         converted: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}

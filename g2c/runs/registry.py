@@ -4,17 +4,27 @@ A run directory (``manifest.json`` with format ``g2c.run``) found under the runs
 (``g2c_home()``: ``$G2C_HOME`` or ``./runs``, searched two levels deep) is one model, named
 ``<family>-<size>`` from its parameter count: ``ShakespeareLM-0.8M``, ``GutenbergLM-5.9M``,
 ``SpeedrunLM-1.3M``. A size-less alias (``GutenbergLM``) resolves to the family's largest
-model; among equal names the newest run wins.
+model; among equal names the newest run wins. Loading goes through the one model loader,
+``g2c.transformer.loading.load_model``; only an interrupted run (a checkpoint, no final weights)
+is rebuilt here, because that needs the run's own configuration.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from pathlib import Path
+from typing import Any
 
-from g2c.artifacts import g2c_home
-from g2c.runs.rundir import RUN_FORMAT, RunDir
+import torch
+
+from g2c.artifacts import RUN_FORMAT, damaged, g2c_home, read_json
+from g2c.runs.config import RunConfig
+from g2c.runs.rundir import RunDir
+from g2c.tokenizer import load_tokenizer
+from g2c.transformer import TransformerLM
+from g2c.transformer.loading import load_model
 
 
 def format_size(num_parameters: int) -> str:
@@ -102,33 +112,31 @@ def resolve_model(name_or_path: str, root: str | Path | None = None) -> Path:
     )
 
 
-def load_run(run_dir: str | Path, device: str = "cpu"):
-    """``(model, tokenizer, manifest)`` of a run directory.
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[TransformerLM, Any, dict]:
+    """``(model, tokenizer, manifest)`` of a run directory, the model in eval mode.
 
-    Uses ``model.safetensors`` when present, else the weights in ``checkpoint.pt`` (an
-    interrupted run). Neither → FileNotFoundError.
+    A finished run (``model.safetensors``) loads through ``load_model``; an interrupted one
+    through the weights in ``checkpoint.pt`` and its ``run_config.json``. Neither →
+    FileNotFoundError; a damaged file → ``g2c.artifacts.ArtifactError`` (a ValueError) naming it.
     """
-    import torch
-
-    from g2c.runs.config import RunConfig
-    from g2c.runs.pipeline import build_model, load_tokenizer
-    from g2c.transformer import TransformerLM
-
     rd = RunDir(run_dir)
+    if rd.weights.is_file():
+        loaded = load_model(rd.root, device=device)
+        return loaded.model, loaded.tokenizer, loaded.manifest
+    if not (rd.checkpoint.is_file() and rd.run_config.is_file()):
+        raise FileNotFoundError(f"{rd.root} holds neither model.safetensors nor checkpoint.pt")
     if not rd.tokenizer.is_file():
         raise FileNotFoundError(f"{rd.root} has no tokenizer.json: is it a g2c run directory?")
+    hint = f"resume or re-run the training, or delete {rd.root}"
     tok = load_tokenizer(rd.tokenizer)
-    manifest = rd.read_json(rd.root / "manifest.json", {}) or {}
-    if rd.weights.is_file():
-        model = TransformerLM.from_pretrained(rd.root, device=device)
-    elif rd.checkpoint.is_file() and rd.run_config.is_file():
-        cfg = RunConfig.from_dict(rd.read_json(rd.run_config))
-        model = build_model(cfg, tok.vocab_size, seed=0)
+    manifest_path = rd.root / "manifest.json"
+    manifest = read_json(manifest_path, hint) if manifest_path.is_file() else {}
+    cfg = RunConfig.from_dict(read_json(rd.run_config, hint))
+    model = TransformerLM.from_config(cfg.model_config(tok.vocab_size))
+    try:
         state = torch.load(rd.checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        model = model.to(device)
-        manifest = {**manifest, "status": "interrupted", "step": state["trainer"]["step"]}
-    else:
-        raise FileNotFoundError(f"{rd.root} holds neither model.safetensors nor checkpoint.pt")
-    model.eval()
-    return model, tok, manifest
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
+        raise damaged(rd.checkpoint, f"{type(exc).__name__}: {exc}", hint) from None
+    model.load_state_dict(state["model"])
+    manifest = {**manifest, "status": "interrupted", "step": state["trainer"]["step"]}
+    return model.to(device).eval(), tok, manifest

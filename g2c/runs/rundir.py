@@ -20,9 +20,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from g2c.artifacts import RUN_FORMAT as RUN_FORMAT  # re-exported: the run manifest format
 from g2c.artifacts import atomic_write_json, atomic_write_text
 
-RUN_FORMAT = "g2c.run"
 FILES = {
     "run_config": "run_config.json",
     "tokenizer": "tokenizer.json",

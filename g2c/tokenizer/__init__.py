@@ -4,11 +4,14 @@
 encodes losslessly with atomic special tokens, saves to JSON, loads GPT-2's files and exports to
 tiktoken / HF tokenizers. ``CharTokenizer`` maps characters to ids for char-level models.
 ``WordPieceTokenizer`` (BERT) and ``UnigramTokenizer`` (SentencePiece) show the other families.
+``load_tokenizer(path)`` reads any of them (or GPT-2's files), the class chosen by the format.
+``encode`` is the fast path by default; ``encode(text, impl="reference")`` is the clear one.
 Shapes: ``encode``: ``str`` → ``list[int]`` (T ids); ``decode``: ``list[int]`` → ``str``.
 """
 
 from g2c.tokenizer.bpe import COURSE_SPECIAL_TOKENS, BPETokenizer
 from g2c.tokenizer.char import CharTokenizer
+from g2c.tokenizer.loader import TOKENIZER_FORMATS, load_tokenizer
 from g2c.tokenizer.pretokenize import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SPLIT_PATTERNS
 from g2c.tokenizer.unigram import UnigramTokenizer
 from g2c.tokenizer.wordpiece import WordPieceTokenizer
@@ -20,6 +23,8 @@ __all__ = [
     "GPT2_SPLIT_PATTERN",
     "GPT4_SPLIT_PATTERN",
     "SPLIT_PATTERNS",
+    "TOKENIZER_FORMATS",
     "UnigramTokenizer",
     "WordPieceTokenizer",
+    "load_tokenizer",
 ]

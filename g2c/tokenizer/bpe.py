@@ -18,10 +18,18 @@ the same bytes (possible when two token ids spell the same bytes), the smaller i
 Two paths, same results (tests prove it):
 
 * clear reference: :meth:`train` recounts every pair of every chunk occurrence after each
-  merge (``O(merges × text)``); :meth:`encode` merges each chunk by min-rank pair.
+  merge (``O(merges × text)``); :meth:`encode_reference` merges each chunk by min-rank pair.
 * fast: :meth:`train_fast` counts each *unique* chunk once (weighted by its frequency), keeps
   pair counts incrementally, indexes pair → chunks that contain it, and finds the best pair
   with a lazy-deletion max-heap; :meth:`encode_fast` caches each chunk's ids.
+
+:meth:`encode` is the fast path by default (``impl="fast"``, tested equal); the reference is one
+argument away (``encode(text, impl="reference")`` or :meth:`encode_reference`).
+
+``merges`` and ``vocab`` are the source of truth: ``merges`` is a dict that counts its edits, and
+every encoder compares that count with the one its rank table and chunk cache were built from,
+so a merge added by hand (``tok.merges[(a, b)] = new_id``) takes effect in the next ``encode``
+(its ``vocab`` entry, ``vocab[a] + vocab[b]``, is filled in when missing).
 
 Shapes: ``encode``: ``str`` → ``list[int]`` of length T; ``decode``: ``list[int]`` → ``str``.
 """
@@ -36,6 +44,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from g2c.artifacts import atomic_write_json
+from g2c.tokenizer import interop
 from g2c.tokenizer.formats import read_tokenizer_json
 from g2c.tokenizer.pretokenize import (
     GPT2_SPLIT_PATTERN,
@@ -115,6 +125,47 @@ def _merge(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
+class _CountingDict(dict):
+    """A dict that counts its edits in ``version`` (so caches derived from it can tell they are
+    stale). Reads are plain ``dict`` reads, at C speed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.version = 0
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.version += 1
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self.version += 1
+
+    def __ior__(self, other: Any) -> _CountingDict:
+        self.update(other)
+        return self
+
+    def pop(self, *args: Any) -> Any:
+        self.version += 1
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[Any, Any]:
+        self.version += 1
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.version += 1
+        return super().setdefault(key, default)
+
+
 def _tie_key(token: bytes) -> tuple[int, ...]:
     """A key whose *ascending* order is the *descending* lexicographic order of ``token``.
 
@@ -160,8 +211,8 @@ class BPETokenizer:
         pattern: the pre-tokenization regex (default :data:`GPT4_SPLIT_PATTERN`).
 
     Args:
-        special_tokens: strings kept atomic, with ids ``256, 257, ...``. Duplicates or empty
-            strings → ValueError.
+        special_tokens: strings kept atomic, with ids ``256, 257, ...``. Repeated ("must be
+            unique") or empty strings → ValueError.
         pattern: split regex; must match every character (the GPT-2/GPT-4 patterns do).
     """
 
@@ -174,7 +225,10 @@ class BPETokenizer:
                 raise ValueError(f"special_tokens must be non-empty strings, got {s!r}")
         dupes = sorted({s for s in special_tokens if special_tokens.count(s) > 1})
         if dupes:
-            raise ValueError(f"special_tokens contains duplicates: {dupes}")
+            raise ValueError(
+                f"special_tokens must be unique, but contains duplicates: {dupes}; "
+                "list each special token once"
+            )
         self.pattern = pattern
         self._compiled = compile_pattern(pattern)
         self.special_tokens: tuple[str, ...] = special_tokens
@@ -193,11 +247,35 @@ class BPETokenizer:
         self.vocab: dict[int, bytes] = {tid: bytes([b]) for b, tid in enumerate(self._byte_ids)}
         for s, tid in self.special_to_id.items():
             self.vocab[tid] = s.encode("utf-8")
-        self.merges: dict[tuple[int, int], int] = {}
+        self.merges = {}
+        self._refresh()
+
+    @property
+    def merges(self) -> dict[tuple[int, int], int]:
+        """``(left, right) → new_id`` in merge order (rank = position); the source of truth.
+
+        Editing it (or assigning a new dict) takes effect in every encoder at the next call."""
+        return self._merges
+
+    @merges.setter
+    def merges(self, value: dict[tuple[int, int], int]) -> None:
+        self._merges = _CountingDict(value)
+
+    def _sync(self) -> None:
+        """Rebuild the rank table and drop cached encodings when ``merges`` was edited since
+        they were built (cheap check: the dict's identity and edit count)."""
+        m = self._merges
+        if self._synced_merges is m and self._synced_version == m.version:
+            return
+        for (a, b), i in m.items():  # a merge added by hand: derive its vocab entry
+            if i not in self.vocab and a in self.vocab and b in self.vocab:
+                self.vocab[i] = self.vocab[a] + self.vocab[b]
         self._refresh()
 
     def _refresh(self) -> None:
         """Rebuild derived tables after vocab/merges/specials change."""
+        self._synced_merges = self._merges
+        self._synced_version = self._merges.version
         self.id_to_special: dict[int, str] = {i: s for s, i in self.special_to_id.items()}
         self.special_token_ids: tuple[int, ...] = tuple(self.special_to_id.values())
         self._ranks: dict[tuple[int, int], int] = {p: r for r, p in enumerate(self.merges)}
@@ -261,12 +339,16 @@ class BPETokenizer:
         return [b2i[b] for b in data]
 
     # --- teaching API --------------------------------------------------------------------------
-    def _get_pair_counts(self, ids: Sequence[int]) -> dict[tuple[int, int], int]:
-        """Adjacent pair counts of ``ids`` (see module-level :func:`_get_pair_counts`)."""
+    @staticmethod
+    def _get_pair_counts(ids: Sequence[int]) -> dict[tuple[int, int], int]:
+        """Adjacent pair counts of ``ids`` (see module-level :func:`_get_pair_counts`);
+        callable on the class: ``BPETokenizer._get_pair_counts([1, 2, 1, 2])``."""
         return _get_pair_counts(ids)
 
-    def _merge(self, ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[int]:
-        """Left-to-right, non-overlapping merge (see module-level :func:`_merge`)."""
+    @staticmethod
+    def _merge(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[int]:
+        """Left-to-right, non-overlapping merge (see module-level :func:`_merge`); callable on
+        the class: ``BPETokenizer._merge([1, 1, 1], (1, 1), 9) == [9, 1]``."""
         return _merge(ids, pair, new_id)
 
     def _best_pair(self, counts: dict[tuple[int, int], int]) -> tuple[tuple[int, int], int]:
@@ -402,26 +484,55 @@ class BPETokenizer:
             ids = _merge(ids, pair, self.merges[pair])
         return ids
 
+    ENCODE_IMPLS: tuple[str, ...] = ("fast", "reference")
+
     def encode(
         self,
         text: str,
         *,
         allowed_special: str | Iterable[str] = (),
         disallowed_special: str | Iterable[str] = (),
+        impl: str = "fast",
     ) -> list[int]:
-        """Encode ``text`` to token ids (clear reference path).
+        """Encode ``text`` to token ids.
 
         Special tokens follow tiktoken's rules, but with a lossless default: a special-token
         string in ``text`` is encoded as *plain text* unless it is in ``allowed_special``
         (``"all"`` or a set of strings), in which case it becomes its special id. If it is in
         ``disallowed_special`` (``"all"`` or a set) and not allowed, ValueError is raised.
 
+        Args:
+            impl: ``"fast"`` (default; :meth:`encode_fast`, each distinct chunk merged once and
+                cached) or ``"reference"`` (:meth:`encode_reference`, the clear min-rank loop).
+                Both give identical ids (tested). Another value → ValueError.
+
         Returns:
             ``list[int]`` of length T.
+        """
+        encoders = {"fast": self.encode_fast, "reference": self.encode_reference}
+        if impl not in encoders:
+            raise ValueError(f"impl must be one of {sorted(encoders)}, got {impl!r}")
+        return encoders[impl](
+            text, allowed_special=allowed_special, disallowed_special=disallowed_special
+        )
+
+    def encode_reference(
+        self,
+        text: str,
+        *,
+        allowed_special: str | Iterable[str] = (),
+        disallowed_special: str | Iterable[str] = (),
+    ) -> list[int]:
+        """Encode ``text`` with the clear reference path (what the course walks through).
+
+        Cut ``text`` at the allowed special tokens, split each plain segment into pre-token
+        chunks, turn each chunk into byte ids and apply merges (:meth:`_encode_chunk`).
+        Special handling as in :meth:`encode`. Returns ``list[int]`` of length T.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         allowed = self._check_specials(text, allowed_special, disallowed_special)
+        self._sync()
         out: list[int] = []
         for k, seg in enumerate(self._segments(text, allowed)):
             if k % 2:
@@ -661,13 +772,15 @@ class BPETokenizer:
         allowed_special: str | Iterable[str] = (),
         disallowed_special: str | Iterable[str] = (),
     ) -> list[int]:
-        """Same ids as :meth:`encode`, faster: each distinct chunk is merged once and cached.
+        """The fast encoder (what :meth:`encode` uses by default): same ids as
+        :meth:`encode_reference`, each distinct chunk merged once and cached.
 
         Special handling as in :meth:`encode`. Returns ``list[int]`` of length T.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         allowed = self._check_specials(text, allowed_special, disallowed_special)
+        self._sync()
         cache = self._cache
         out: list[int] = []
         extend = out.extend
@@ -698,15 +811,15 @@ class BPETokenizer:
 
         Equals the encoding by a tokenizer trained to ``vocab_size`` on the same data (BPE
         merges are learned greedily, so the first merges of a big vocab *are* the small vocab).
-        ``vocab_size`` outside ``[base_vocab_size, self.vocab_size]`` → ValueError.
+        A ``vocab_size`` at or above the learned size uses every merge (e.g. a training that
+        stopped early); below ``base_vocab_size`` (256 bytes + specials) → ValueError.
         """
-        if (
-            not isinstance(vocab_size, int)
-            or not self.base_vocab_size <= vocab_size <= self.vocab_size
-        ):
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+            raise ValueError(f"vocab_size must be an int, got {vocab_size!r}")
+        if vocab_size < self.base_vocab_size:
             raise ValueError(
-                f"vocab_size must be an int in [{self.base_vocab_size}, {self.vocab_size}], "
-                f"got {vocab_size!r}"
+                f"vocab_size must be >= base_vocab_size = {self.base_vocab_size} "
+                f"(256 bytes + {len(self.special_tokens)} specials), got {vocab_size}"
             )
         return self.truncated(vocab_size).encode_fast(
             text, allowed_special=allowed_special, disallowed_special=disallowed_special
@@ -714,6 +827,7 @@ class BPETokenizer:
 
     def truncated(self, vocab_size: int) -> BPETokenizer:
         """A copy that keeps only the merges with new id below ``vocab_size`` (cached)."""
+        self._sync()
         if vocab_size >= self.vocab_size:
             return self
         tok = self._prefix_tokenizers.get(vocab_size)
@@ -776,8 +890,6 @@ class BPETokenizer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as JSON to ``path`` atomically. Returns the path."""
-        from g2c.artifacts import atomic_write_json
-
         return atomic_write_json(path, self.to_dict(), indent=None)
 
     @classmethod
@@ -794,21 +906,17 @@ class BPETokenizer:
 
         GPT-2 split pattern, GPT-2 ids (``<|endoftext|>`` = 50256). Bad files → ValueError.
         """
-        from g2c.tokenizer.interop import load_gpt2_files
-
-        return load_gpt2_files(cls, vocab_json_path, merges_txt_path)
+        return interop.load_gpt2_files(cls, vocab_json_path, merges_txt_path)
 
     def to_tiktoken(self, name: str = "g2c") -> tiktoken.Encoding:
         """Export to a ``tiktoken.Encoding`` with identical ids (see :mod:`.interop`)."""
-        from g2c.tokenizer.interop import to_tiktoken
-
-        return to_tiktoken(self, name)
+        self._sync()
+        return interop.to_tiktoken(self, name)
 
     def to_hf_tokenizer(self) -> tokenizers.Tokenizer:
         """Export to a HF ``tokenizers.Tokenizer`` with identical ids (see :mod:`.interop`)."""
-        from g2c.tokenizer.interop import to_hf_tokenizer
-
-        return to_hf_tokenizer(self)
+        self._sync()
+        return interop.to_hf_tokenizer(self)
 
 
 __all__ = [

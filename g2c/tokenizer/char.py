@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from g2c.artifacts import atomic_write_json
 from g2c.tokenizer.formats import read_tokenizer_json
 
 CHAR_FORMAT = "g2c.char"
@@ -95,8 +96,6 @@ class CharTokenizer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as JSON to ``path`` atomically."""
-        from g2c.artifacts import atomic_write_json
-
         return atomic_write_json(path, self.to_dict())
 
     @classmethod

@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from g2c.tokenizer.pretokenize import GPT2_SPLIT_PATTERN
+
 if TYPE_CHECKING:
     from g2c.tokenizer.bpe import BPETokenizer
 
@@ -60,8 +62,6 @@ def load_gpt2_files(
     Tokens that are neither a byte nor a merge result are special tokens (``<|endoftext|>``).
     Raises FileNotFoundError for a missing file, ValueError when the files disagree.
     """
-    from g2c.tokenizer.pretokenize import GPT2_SPLIT_PATTERN
-
     vocab_path, merges_path = Path(vocab_json_path), Path(merges_txt_path)
     for p in (vocab_path, merges_path):
         if not p.is_file():

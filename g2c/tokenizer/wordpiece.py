@@ -25,7 +25,6 @@ Shapes: ``encode(text: str) -> list[int]`` of length n_tokens, ids in ``[0, len(
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import string
 import unicodedata
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from g2c.artifacts import atomic_write_json
-from g2c.tokenizer.formats import check_format
+from g2c.tokenizer.formats import check_format, read_tokenizer_json
 
 if TYPE_CHECKING:  # optional interop library, imported only when exporting
     import tokenizers
@@ -443,7 +442,7 @@ class WordPieceTokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> WordPieceTokenizer:
         """Read a tokenizer written by :meth:`save` (plain JSON, nothing executed)."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls.from_dict(read_tokenizer_json(path))
 
     def to_hf_tokenizer(self) -> tokenizers.Tokenizer:
         """The same tokenizer as an HF ``tokenizers.Tokenizer`` (WordPiece model,

@@ -14,8 +14,8 @@ Every trainer, stage and example measures a language model with these functions 
   its prompt (how surprised the model is by its own sample).
 
 All run without gradients with the model in eval mode and restore its previous mode. The
-loss is ``torch.nn.functional.cross_entropy`` on float32 logits (tested equal to g2c's own
-log-sum-exp in modules 03 and 10). Sources: nanoGPT ``estimate_loss`` (Karpathy 2022);
+loss is g2c's own ``g2c.nn.cross_entropy`` (log-sum-exp, module 03; tested equal to
+``torch.nn.functional.cross_entropy``) on float32 logits. Sources: nanoGPT ``estimate_loss`` (Karpathy 2022);
 bits per byte as in Gao et al. 2020 (The Pile).
 """
 
@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+
+from g2c.nn import cross_entropy
 
 
 def _model_device(model: Any) -> torch.device:
@@ -113,7 +114,7 @@ def stream_loss(
             x = flat[:-1].view(stop - start, T).to(device)  # (B, T)
             y = flat[1:].view(stop - start, T).to(device)  # (B, T)
             logits = model(x).float()  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            loss = cross_entropy(logits, y)
             total += float(loss) * y.numel()
             count += y.numel()
     finally:
@@ -168,4 +169,4 @@ def sequence_perplexity(model: Any, prompt_ids: Sequence[int], new_ids: Sequence
     finally:
         model.train(was_training)
     targets = torch.tensor(ids[1:], device=device)  # (T-1,)
-    return perplexity_from_loss(float(F.cross_entropy(logits[-n_new:], targets[-n_new:])))
+    return perplexity_from_loss(float(cross_entropy(logits[-n_new:], targets[-n_new:])))

