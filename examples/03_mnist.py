@@ -1,6 +1,6 @@
 """Module 03/03B deliverable: a 784-128-10 MLP on MNIST and Fashion-MNIST with g2c.nn + AdamW.
 
-Three experiments, all through the library job :func:`g2c.training.mnist.train_mnist`:
+Three experiments, all through the library job :func:`g2c.runs.mnist.train_mnist`:
 
 1. the main MNIST run (12 epochs, AdamW 2e-3 → cosine → 1e-5, ±2 px random shifts): train and
    validation loss curves, test accuracy, wall time;
@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from g2c.artifacts import atomic_write_json, atomic_write_with  # noqa: E402
-from g2c.training.mnist import MNISTConfig, MNISTResult, train_mnist  # noqa: E402
+from g2c.runs.mnist import MNISTConfig, MNISTResult, train_mnist  # noqa: E402
 
 
 def experiments(args: argparse.Namespace) -> dict[str, MNISTConfig]:

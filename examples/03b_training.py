@@ -1,6 +1,6 @@
 """Module 03B deliverable: learning-rate sweep, SGD vs AdamW, gradient clipping, warmup + cosine.
 
-All on the same 784-128-10 MLP and a 5,000-image MNIST subset (``g2c.training.mnist``):
+All on the same 784-128-10 MLP and a 5,000-image MNIST subset (``g2c.runs.mnist``):
 
 1. learning-rate sweep for SGD and AdamW (3 epochs each, cosine schedule): final validation
    loss against the peak learning rate;
@@ -31,8 +31,8 @@ import torch  # noqa: E402
 
 from g2c.artifacts import atomic_write_json, atomic_write_with  # noqa: E402
 from g2c.nn import SGD, CrossEntropyLoss  # noqa: E402
+from g2c.runs.mnist import MNISTConfig, build_mlp, load_split, train_mnist  # noqa: E402
 from g2c.training import clip_grad_norm_, cosine_with_warmup  # noqa: E402
-from g2c.training.mnist import MNISTConfig, build_mlp, load_split, train_mnist  # noqa: E402
 
 SGD_LRS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 ADAMW_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

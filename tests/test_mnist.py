@@ -1,4 +1,4 @@
-"""Tests for the MNIST job (g2c.training.mnist) and the `g2c mnist` command.
+"""Tests for the MNIST job (g2c.runs.mnist) and the `g2c mnist` command.
 
 A tiny synthetic IDX stand-in (written with g2c.data.write_idx) covers the whole code path —
 loading, training, evaluation, the safetensors + manifest artifact and the CLI — in seconds;
@@ -18,7 +18,7 @@ import torch
 
 from g2c.artifacts import read_manifest
 from g2c.data import write_idx
-from g2c.training.mnist import (
+from g2c.runs.mnist import (
     ARTIFACT_FORMAT,
     MNISTConfig,
     build_mlp,

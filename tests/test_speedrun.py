@@ -17,7 +17,7 @@ import torch
 
 from g2c.cli import main
 from g2c.runs import bits_per_byte, code_size_table, evaluate_stream, get_preset
-from g2c.runs.pipeline import plan_max_steps
+from g2c.runs.pretrain import plan_max_steps
 
 TEXT = (
     "KING RICHARD:\nNow is the winter of our discontent made glorious summer by this sun.\n\n"

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from g2c import __version__
+
 # Course order. Each name is a module in this package with a ``register`` function.
 STAGES: tuple[str, ...] = (
     "data",
@@ -33,8 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="g2c — From Gradients to ChatGPT: train, sample and inspect small LMs "
         "built from first principles.",
     )
-    from g2c import __version__
-
     parser.add_argument("--version", action="version", version=f"g2c {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="STAGE", title="stages")
     for name in STAGES:

@@ -3,7 +3,9 @@
 Every field of the run's config dataclasses (``DataConfig``, ``TransformerConfig`` minus
 ``vocab_size``, ``TrainConfig``, ``RunSettings``) gets a flag named after it
 (``--embedding-dim``, ``--max-lr``, ``--sample-every``...); values are parsed by the field's
-type. Precedence: preset < ``--config`` file < flags.
+type. Precedence: preset < ``--config`` file < flags. ``--help`` shows each field's effective
+default: the chosen preset's value (``--preset X --help``; ``--config FILE`` and flags given
+before ``--help`` are applied too), not the dataclass default.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import signal
 import sys
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
-from g2c.cli._common import console, err_console, make_progress
+from rich.table import Table
+
+from g2c.cli._common import console, err_console, is_interactive, make_progress
+from g2c.runs.config import SECTIONS, RunConfig, apply_overrides, load_config_file, section_fields
+from g2c.runs.rundir import RunDir
 
 _RUNTIME = {"device": "train.device", "seed": "train.seed"}  # runtime flags that map into train
 _ALIASES = {"steps": "train.max_steps", "lr": "train.max_lr", "data": "data.corpus"}
@@ -52,24 +59,60 @@ def _converter(hint: Any):
     return hint
 
 
-def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """Add ``--preset``-independent flags for every config field, plus ``--config FILE``."""
-    from g2c.runs.config import SECTIONS, section_fields
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
+
+class _PresetHelp(argparse.Action):
+    """``-h/--help`` that first fills each config flag's help with the effective default: the
+    preset chosen so far (``base(namespace)``) with ``--config`` and earlier flags applied."""
+
+    def __init__(self, option_strings, dest, base: Callable[[argparse.Namespace], Any], **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show this help (with the chosen preset's values) and exit", **kw)  # fmt: skip
+        self.base = base
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        label = "preset"
+        try:
+            base = self.base(namespace)
+            label = f"preset {base[0]}"
+            cfg = resolve_config(namespace, base[1]).to_dict()
+        except (ValueError, FileNotFoundError, TypeError):
+            cfg = None
+        for action in parser._actions:
+            field = getattr(action, "config_field", None)
+            if field is None:
+                continue
+            section, name = field
+            if cfg is not None:
+                value = cfg[section].get(name, section_fields(section)[name][1])
+                action.help = f"{section}.{name} (default: {_shown(value)}, from {label})"
+        parser.print_help()
+        parser.exit()
+
+
+def add_config_flags(
+    p: argparse.ArgumentParser, base: Callable[[argparse.Namespace], tuple[str, RunConfig]]
+) -> None:
+    """Add a flag for every config field, ``--config FILE``, ``--show-config`` and a ``--help``
+    that shows the defaults of the preset ``base(namespace) -> (name, RunConfig)`` picks
+    (the parser must be created with ``add_help=False``)."""
+    p.add_argument("-h", "--help", action=_PresetHelp, base=base)
     p.add_argument(
         "--config", default=None, help="TOML or JSON file with [data] [model] [train] [run]"
     )
     for section in SECTIONS:
         group = p.add_argument_group(f"{section} settings (override the preset and --config)")
-        for name, (hint, default) in section_fields(section).items():
+        for name, (hint, _) in section_fields(section).items():
             if name in _RUNTIME and section == "train":
                 continue
-            shown = f"{default}" if not isinstance(default, list) else ",".join(map(str, default))
-            group.add_argument(
+            action = group.add_argument(
                 f"--{name.replace('_', '-')}", dest=f"{section}.{name}", type=_converter(hint),
                 default=argparse.SUPPRESS, metavar=_metavar(hint),
-                help=f"{section}.{name} (dataclass default {shown}; --show-config shows the preset's)",
+                help=f"{section}.{name} (default: from the preset; --show-config shows it)",
             )  # fmt: skip
+            action.config_field = (section, name)
     for alias, target in _ALIASES.items():
         section, name = target.split(".")
         hint = section_fields(section)[name][0]
@@ -85,8 +128,6 @@ def _metavar(hint: Any) -> str:
 
 def resolve_config(args: argparse.Namespace, base):
     """The RunConfig: ``base`` (a preset) < ``--config`` file < flags < runtime flags."""
-    from g2c.runs.config import apply_overrides, load_config_file
-
     cfg = base
     if getattr(args, "config", None):
         cfg = apply_overrides(cfg, load_config_file(args.config))
@@ -133,26 +174,28 @@ def stop_on_signals():
 
 
 class ProgressReporter:
-    """``on_event`` for ``run_pretraining``: a rich progress bar (loss, tokens/s, ETA) plus
-    short lines for stages, plans, resumes and samples."""
+    """``on_event`` for ``runs.pretrain.run``: a progress bar (loss, tokens/s, ETA) — live on a
+    terminal, periodic plain lines when piped — plus short lines for parts, plans, resumes and
+    samples (on stderr at a terminal, on stdout with the progress lines otherwise)."""
 
     def __init__(self, show_samples: bool = True) -> None:
         self.progress = make_progress()
+        self.out = err_console if is_interactive() else console
         self.task = None
         self.show_samples = show_samples
         self.last_val = None
 
     def __call__(self, kind: str, info: dict) -> None:
-        if kind == "stage" and info["status"] == "start" and info["name"] == "pretraining":
+        if kind == "train":
             self.progress.start()
             self.task = self.progress.add_task(
                 "pretraining", total=info["max_steps"], completed=info["step"], info=""
             )
-            err_console.print(f"[bold]pretraining[/] {info['params']:,} parameters, "
-                              f"{info['max_steps']:,} steps")  # fmt: skip
+            self.out.print(f"[bold]pretraining[/] {info['params']:,} parameters, "
+                           f"{info['max_steps']:,} steps")  # fmt: skip
         elif kind == "stage" and info["status"] == "done" and info["name"] == "pretraining":
             self._stop()
-        elif kind == "stage" and info["status"] == "done":
+        elif kind == "stage" and info["status"] == "done" and info["name"] != "overhead":
             extra = ""
             if info["name"] == "tokenizer":
                 extra = (" (reused from the run directory)" if info.get("reused") else
@@ -163,23 +206,23 @@ class ProgressReporter:
                 extra = f": val loss {info['val_loss']:.3f}" + (
                     f", {bpb:.3f} bits/byte" if bpb else ""
                 )
-            err_console.print(f"[green]✓[/] {info['name']}{extra}")
+            self.out.print(f"[green]✓[/] {info['name']}{extra}")
         elif kind == "plan":
-            err_console.print(
+            self.out.print(
                 f"budget {info['budget_s'] / 60:.1f} min: measured {info['step_s'] * 1000:.0f} ms/step "
                 f"→ {info['max_steps']:,} steps fit in the {info['seconds_left']:.0f} s left"
             )  # fmt: skip
         elif kind == "replan" and self.task is not None:
             self.progress.update(self.task, total=info["max_steps"])
         elif kind == "resume":
-            err_console.print(f"[cyan]resuming from the checkpoint at step {info['step']:,} "
-                              f"of {info['max_steps']:,}")  # fmt: skip
+            self.out.print(f"[cyan]resuming from the checkpoint at step {info['step']:,} "
+                           f"of {info['max_steps']:,}")  # fmt: skip
         elif kind == "log" and self.task is not None:
             if info.get("val_loss") is not None:
                 self.last_val = info["val_loss"]
             val = f" val {self.last_val:.3f}" if self.last_val is not None else ""
             self.progress.update(
-                self.task, completed=info["step"],
+                self.task, completed=info["step"], total=info["max_steps"],
                 info=f"loss {info['train_loss']:.3f}{val}  {info['tokens_per_s']:,.0f} tok/s",
             )  # fmt: skip
         elif kind == "sample" and self.show_samples and info["tag"] == "during":
@@ -187,7 +230,7 @@ class ProgressReporter:
             self.progress.console.print(f"[dim]step {info['step']}:[/] {text}")
         elif kind == "checkpoint":
             self._stop()
-            err_console.print(f"checkpoint written at step {info['step']:,}: {info['path']}")
+            self.out.print(f"checkpoint written at step {info['step']:,}: {info['path']}")
 
     def _stop(self) -> None:
         if self.task is not None:
@@ -197,10 +240,6 @@ class ProgressReporter:
 
 def print_summary(result, run_dir) -> None:
     """Stage table, final metrics and final samples of a finished run."""
-    from rich.table import Table
-
-    from g2c.runs.rundir import RunDir
-
     rd = RunDir(run_dir)
     stages = rd.load_stages()
     table = Table(title=f"run {rd.root}")

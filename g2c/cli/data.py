@@ -17,6 +17,7 @@ import json
 from rich.table import Table
 
 from g2c.cli._common import console, err_console, make_progress
+from g2c.data import REGISTRY, check, download_dataset, get_dataset, locate, resolve
 
 _STATUS_STYLE = {
     "ok": "[green]ok[/green]",
@@ -64,7 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from g2c.data import REGISTRY, locate
 
     rows = []
     for ds in REGISTRY.values():
@@ -99,7 +99,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from g2c.data import check, get_dataset
 
     if args.name is not None:
         get_dataset(args.name)  # unknown name → ValueError (exit 2 with the list of names)
@@ -136,7 +135,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from g2c.data import download_dataset, get_dataset
 
     ds = get_dataset(args.name)
     console.print(f"{ds.name}: licence {ds.license}; source {ds.homepage}")
@@ -166,7 +164,6 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _path(args: argparse.Namespace) -> int:
-    from g2c.data import resolve
 
     print(resolve(args.name, download=False))
     return 0

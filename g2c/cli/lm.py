@@ -2,21 +2,26 @@
 
 g2c lm train --model lstm --data tinyshakespeare --steps 2000 --out runs/lstm
 g2c lm compare --steps 2000 --out runs/lm-compare
+
+Flags → ``LMTrainConfig`` / ``CompareConfig`` + ``LMData`` → ``g2c.runs.lm.train`` /
+``compare`` → tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from rich.table import Table
+
+from g2c.artifacts import g2c_home
 from g2c.cli._common import add_runtime_flags, console, make_progress, set_threads
+from g2c.lm import MODEL_NAMES, CompareConfig
+from g2c.runs import lm as lm_stage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Register `g2c lm train` and `g2c lm compare`."""
-    from g2c.lm import MODEL_NAMES
-
     p = sub.add_parser("lm", help="06: bigram / MLP / RNN / LSTM / WaveNet character models")
     lm_sub = p.add_subparsers(dest="lm_command", metavar="ACTION")
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
@@ -65,237 +70,92 @@ def _add_train_flags(p: argparse.ArgumentParser, steps: int) -> None:
     )
 
 
-def _load(args: argparse.Namespace):
-    from g2c.data import load_text
-    from g2c.lm import char_split
-
-    if args.text_file:
-        text = Path(args.text_file).read_text(encoding="utf-8")
-        source = str(args.text_file)
-    else:
-        text = load_text(args.data)
-        source = args.data
-    if args.max_chars is not None:
-        if args.max_chars <= 0:
-            raise ValueError(f"--max-chars must be positive, got {args.max_chars}")
-        text = text[: args.max_chars]
-    tok, train_ids, val_ids = char_split(text, args.val_fraction)
-    return source, tok, train_ids, val_ids
+def _data(args: argparse.Namespace) -> lm_stage.LMData:
+    return lm_stage.LMData(data=args.data, text_file=args.text_file, max_chars=args.max_chars,
+                           val_fraction=args.val_fraction)  # fmt: skip
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-    from rich.table import Table
-
-    from g2c.artifacts import append_jsonl, atomic_write_text, g2c_home
-    from g2c.lm import (
-        LMConfig,
-        bits_per_token,
-        build_model,
-        count_parameters,
-        perplexity,
-        sample,
-        save_lm,
-        train_lm,
-    )
-    from g2c.nn import resolve_device
-
+    """Flags → ``LMTrainConfig`` → ``runs.lm.train`` → a table and the sample."""
     threads = set_threads(args.threads)
-    device = resolve_device(args.device)
-    torch.manual_seed(args.seed)
-    source, tok, train_ids, val_ids = _load(args)
-    bigram = args.model in ("bigram", "neural-bigram")
-    cfg = LMConfig(
-        model=args.model,
-        vocab_size=tok.vocab_size,
-        context_length=1 if bigram else args.context_length,
-        embedding_dim=args.embedding_dim,
-        hidden_dim=args.hidden_dim,
-    )
-    gen = torch.Generator().manual_seed(args.seed)
-    model = build_model(cfg, generator=gen).to(device)
+    config = lm_stage.LMTrainConfig(
+        model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        grad_clip=args.grad_clip, context_length=args.context_length,
+        embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
+        eval_every=args.eval_every, eval_tokens=args.eval_tokens,
+        sample_tokens=args.sample_tokens, temperature=args.temperature, seed=args.seed,
+        device=args.device,
+    )  # fmt: skip
+    data = _data(args)
     out = Path(args.out) if args.out else g2c_home() / f"lm-{args.model}"
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
-    console.print(
-        f"[bold]{args.model}[/]: {model!r} on {source} ({len(train_ids):,} train / "
-        f"{len(val_ids):,} val chars, V={tok.vocab_size}), device {device}, "
-        f"{threads} threads"
-    )
-    train_cfg = {
-        k: getattr(args, k)
-        for k in (
-            "steps",
-            "batch_size",
-            "lr",
-            "grad_clip",
-            "eval_every",
-            "eval_tokens",
-            "seed",
-            "val_fraction",
-            "max_chars",
-        )
-    }
-    if args.model == "bigram":
-        model.fit(train_ids)
-        hist = {"seconds": 0.0}
-    else:
-        with make_progress() as progress:
-            task = progress.add_task(f"train {args.model}", total=args.steps, info="")
+    console.print(f"[bold]{args.model}[/] on {args.text_file or args.data}, device "
+                  f"{args.device}, {threads} threads → {out}")  # fmt: skip
+    with make_progress() as progress:
+        task = progress.add_task(f"train {args.model}", total=args.steps, info="")
 
-            def on_step(step: int, loss: float) -> None:
-                progress.update(task, completed=step, info=f"loss {loss:.3f}")
+        def on_step(step: int, loss: float) -> None:
+            progress.update(task, completed=step, info=f"loss {loss:.3f}")
 
-            def on_log(rec: dict) -> None:
-                append_jsonl(metrics_path, rec)
-                if rec["val_ppl"] is not None:
-                    progress.console.print(
-                        f"step {rec['step']:>6}  train loss "
-                        f"{rec['train_loss']:.4f}  val ppl {rec['val_ppl']:.3f}"
-                    )
+        def on_log(rec: dict) -> None:
+            if rec["val_ppl"] is not None:
+                progress.console.print(f"step {rec['step']:>6}  train loss "
+                                       f"{rec['train_loss']:.4f}  val ppl {rec['val_ppl']:.3f}")  # fmt: skip
 
-            hist = train_lm(
-                model,
-                train_ids,
-                val_ids,
-                num_steps=args.steps,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                log_every=args.eval_every,
-                grad_clip=args.grad_clip,
-                schedule="cosine",
-                min_lr=args.lr / 10,
-                generator=gen,
-                eval_tokens=args.eval_tokens,
-                on_step=on_step,
-                on_log=on_log,
-            )
-    ppl = perplexity(model, val_ids)
-    text = tok.decode(
-        sample(
-            model,
-            tok.encode("\n") if "\n" in tok.stoi else val_ids[:1],
-            args.sample_tokens,
-            temperature=args.temperature,
-            generator=torch.Generator().manual_seed(args.seed),
-        )
-    )
-    metrics = {
-        "val_ppl": ppl,
-        "bpc": bits_per_token(ppl),
-        "train_seconds": hist["seconds"],
-        "params": count_parameters(model),
-        "val_targets": len(val_ids) - cfg.context_length,
-    }
-    tok.save(out / "tokenizer.json")
-    save_lm(
-        out,
-        model,
-        cfg,
-        data=source,
-        train_config=train_cfg,
-        metrics=metrics,
-        tokenizer="tokenizer.json",
-    )
-    atomic_write_text(
-        out / "report.md",
-        f"# g2c lm train: {args.model}\n\n"
-        f"```json\n{json.dumps(metrics, indent=2)}\n```\n\n## sample\n\n```text\n{text}\n```\n",
-    )
-    table = Table(title=f"{args.model} on {source}")
+        result = lm_stage.train(config, out, data, on_step=on_step, on_log=on_log)
+    m = result.metrics
+    table = Table(title=f"{args.model} on {result.source}")
     for col in ("parameters", "val perplexity", "bits/char", "train s"):
         table.add_column(col, justify="right")
-    table.add_row(
-        f"{metrics['params']:,}", f"{ppl:.3f}", f"{metrics['bpc']:.3f}", f"{hist['seconds']:.1f}"
-    )
+    table.add_row(f"{m['params']:,}", f"{m['val_ppl']:.3f}", f"{m['bpc']:.3f}",
+                  f"{m['train_seconds']:.1f}")  # fmt: skip
     console.print(table)
-    console.print(text, markup=False, highlight=False)
-    console.print(f"saved to {out}")
+    console.print(result.sample, markup=False, highlight=False)
+    console.print(f"saved to {result.out}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from g2c.artifacts import atomic_write_json, atomic_write_text, g2c_home
-    from g2c.lm import CompareConfig, compare_models, plot_val_curves, results_markdown
-    from g2c.nn import resolve_device
-
+    """Flags → ``CompareConfig`` → ``runs.lm.compare`` → the perplexity table and samples."""
     threads = set_threads(args.threads)
-    device = resolve_device(args.device)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     cfg = CompareConfig(
-        models=models,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        grad_clip=args.grad_clip,
-        context_length=args.context_length,
-        embedding_dim=args.embedding_dim,
-        hidden_dim=args.hidden_dim,
-        eval_every=args.eval_every,
-        eval_tokens=args.eval_tokens,
-        sample_tokens=args.sample_tokens,
-        seed=args.seed,
-    )
-    source, tok, train_ids, val_ids = _load(args)
+        models=models, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        grad_clip=args.grad_clip, context_length=args.context_length,
+        embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
+        eval_every=args.eval_every, eval_tokens=args.eval_tokens,
+        sample_tokens=args.sample_tokens, seed=args.seed,
+    )  # fmt: skip
     out = Path(args.out) if args.out else g2c_home() / "lm-compare"
-    console.print(
-        f"comparing {', '.join(models)} on {source} ({len(train_ids):,} train / "
-        f"{len(val_ids):,} val chars), {args.steps} steps × {args.batch_size}, "
-        f"device {device}, {threads} threads"
-    )
+    console.print(f"comparing {', '.join(models)} on {args.text_file or args.data}, "
+                  f"{args.steps} steps × {args.batch_size}, device {args.device}, "
+                  f"{threads} threads")  # fmt: skip
     with make_progress() as progress:
         tasks: dict[str, int] = {}
 
         def on_model(name: str) -> None:
-            tasks[name] = progress.add_task(
-                name, total=0 if name == "bigram" else args.steps, info=""
-            )
+            tasks[name] = progress.add_task(name, total=0 if name == "bigram" else args.steps,
+                                            info="")  # fmt: skip
 
         def on_step(name: str, step: int, loss: float) -> None:
             progress.update(tasks[name], completed=step, info=f"loss {loss:.3f}")
 
-        results = compare_models(
-            train_ids,
-            val_ids,
-            tok.vocab_size,
-            cfg,
-            prompt=tok.encode("\n") if "\n" in tok.stoi else None,
-            device=device,
-            on_model=on_model,
-            on_step=on_step,
-        )
-    md = results_markdown(results, decode=tok.decode)
-    atomic_write_text(out / "table.md", md)
-    atomic_write_json(
-        out / "results.json",
-        {"config": cfg.to_dict(), "data": source, "threads": threads, "results": results},
-    )
-    plot_val_curves(results, out / "val-ppl.png")
+        result = lm_stage.compare(cfg, out, _data(args), device=args.device, on_model=on_model,
+                                  on_step=on_step)  # fmt: skip
+    results = result.results
     table = Table(
-        title=f"validation perplexity on {source} (same {results[0]['val_targets']:,} targets)"
+        title=f"validation perplexity on {result.source} "
+        f"(same {results[0]['val_targets']:,} targets)"
     )
-    for col, just in (
-        ("model", "left"),
-        ("parameters", "right"),
-        ("val ppl", "right"),
-        ("bits/char", "right"),
-        ("train s", "right"),
-    ):
+    for col, just in (("model", "left"), ("parameters", "right"), ("val ppl", "right"),
+                      ("bits/char", "right"), ("train s", "right")):  # fmt: skip
         table.add_column(col, justify=just)
     for r in results:
-        table.add_row(
-            r["model"],
-            f"{r['params']:,}",
-            f"{r['val_ppl']:.3f}",
-            f"{r['bpc']:.3f}",
-            f"{r['train_seconds']:.1f}",
-        )
+        table.add_row(r["model"], f"{r['params']:,}", f"{r['val_ppl']:.3f}", f"{r['bpc']:.3f}",
+                      f"{r['train_seconds']:.1f}")  # fmt: skip
     console.print(table)
     for r in results:
         console.rule(r["model"])
-        console.print(tok.decode(r["sample_ids"]), markup=False, highlight=False)
+        console.print(result.tokenizer.decode(r["sample_ids"]), markup=False, highlight=False)
+    out = result.out
     console.print(f"wrote {out / 'table.md'}, {out / 'results.json'}, {out / 'val-ppl.png'}")
     return 0

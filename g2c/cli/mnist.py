@@ -1,9 +1,9 @@
 """`g2c mnist`: train the 784-128-10 MLP of modules 03/03B on MNIST or Fashion-MNIST.
 
-Flags map one-to-one onto :class:`g2c.training.mnist.MNISTConfig`. The run directory (default
-``runs/mnist``, or ``$G2C_HOME/mnist``) receives ``model.safetensors``, ``manifest.json``
+Flags map one-to-one onto :class:`g2c.runs.mnist.MNISTConfig`; the stage
+``g2c.runs.mnist.run`` does the work. The run directory (default ``$G2C_HOME/mnist``) receives ``model.safetensors``, ``manifest.json``
 (config, metrics, normalisation constants), ``history.json``, ``metrics.jsonl`` (one line per
-evaluation), ``curves.png`` and ``report.md``. ``--smoke`` trains on a tiny subset in seconds.
+evaluation), ``stages.json``, ``curves.png`` and ``report.md``. ``--smoke`` trains on a tiny subset in seconds.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from g2c.cli._common import add_runtime_flags, console, make_progress, set_threads
+from rich.table import Table
 
-SMOKE = dict(epochs=2, train_limit=1000, test_limit=500, val_size=200, warmup_steps=5)
+from g2c.artifacts import g2c_home
+from g2c.cli._common import add_runtime_flags, console, make_progress, set_threads
+from g2c.cli._run import command_line
+from g2c.runs import mnist as stage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,10 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> stage.MNISTConfig:
     """Map parsed flags onto an ``MNISTConfig`` (``--smoke`` overrides sizes)."""
-    from g2c.training.mnist import MNISTConfig
-
     max_shift = args.max_shift
     if max_shift is None:
         max_shift = 2 if args.dataset == "mnist" else 0
@@ -93,29 +94,19 @@ def config_from_args(args: argparse.Namespace):
         threads=args.threads,
     )
     if args.smoke:
-        fields.update(SMOKE)
-    return MNISTConfig(**fields)
+        fields.update(stage.SMOKE)
+    return stage.MNISTConfig(**fields)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, save the artifact, print a summary table. Returns 0."""
-    from rich.table import Table
-
-    from g2c.artifacts import append_jsonl, atomic_write_text, g2c_home
-    from g2c.training.mnist import save_mnist_model, train_mnist
-
-    threads = set_threads(args.threads)
-    args.threads = threads
-    config = config_from_args(args)
+    """Flags → ``MNISTConfig`` → ``runs.mnist.run`` → a summary table. Returns 0."""
+    args.threads = set_threads(args.threads)
+    config = config_from_args(args)  # validated here: a bad flag fails before any write
     out = Path(args.out) if args.out else g2c_home() / "mnist"
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
     console.print(
         f"[bold]g2c mnist[/bold] dataset={config.dataset} epochs={config.epochs} "
-        f"optimizer={config.optimizer} lr={config.lr} threads={threads} → {out}"
+        f"optimizer={config.optimizer} lr={config.lr} threads={args.threads} → {out}"
     )
-
     with make_progress() as progress:
         task = progress.add_task("loading data", total=None, info="")
 
@@ -123,24 +114,14 @@ def run(args: argparse.Namespace) -> int:
             kind = event["event"]
             if kind == "start":
                 progress.update(task, description="training", total=event["total_steps"])
-            elif kind == "step":
-                if event["step"] % 10 == 0:
-                    info = (
-                        f"epoch {event['epoch'] + 1} loss {event['loss']:.4f} lr {event['lr']:.2e}"
-                    )
-                    progress.update(task, completed=event["step"], info=info)
+            elif kind == "step" and event["step"] % 10 == 0:
+                info = f"epoch {event['epoch'] + 1} loss {event['loss']:.4f} lr {event['lr']:.2e}"
+                progress.update(task, completed=event["step"], info=info)
             elif kind == "eval":
-                append_jsonl(metrics_path, event)
-                progress.update(
-                    task,
-                    completed=event["step"],
-                    info=f"val loss {event['val_loss']:.4f} acc {event['val_accuracy']:.2%}",
-                )
+                info = f"val loss {event['val_loss']:.4f} acc {event['val_accuracy']:.2%}"
+                progress.update(task, completed=event["step"], info=info)
 
-        result = train_mnist(config, on_log=on_log)
-
-    save_mnist_model(result, out)
-    _plot_curves(result.history, out / "curves.png", config.dataset)
+        result = stage.run(config, out, on_log=on_log, command=command_line())
     m = result.metrics()
     table = Table(title=f"{config.dataset} — 784-{config.hidden}-10 MLP")
     table.add_column("metric")
@@ -148,40 +129,9 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("test accuracy", f"{m['test_accuracy']:.2%}")
     table.add_row("test loss", f"{m['test_loss']:.4f}")
     table.add_row("val accuracy", f"{m['val_accuracy']:.2%}")
-    table.add_row("train time", f"{m['train_seconds']:.1f} s ({threads} threads)")
+    table.add_row("train time", f"{m['train_seconds']:.1f} s ({args.threads} threads)")
     table.add_row("steps", str(m["steps"]))
     table.add_row("parameters", f"{m['num_parameters']:,}")
     console.print(table)
-    report = (
-        f"# g2c mnist — {config.dataset}\n\n"
-        f"| metric | value |\n|---|---|\n"
-        f"| test accuracy | {m['test_accuracy']:.4f} |\n| test loss | {m['test_loss']:.4f} |\n"
-        f"| val accuracy | {m['val_accuracy']:.4f} |\n"
-        f"| train seconds | {m['train_seconds']:.1f} ({threads} threads) |\n"
-        f"| steps | {m['steps']} |\n| parameters | {m['num_parameters']} |\n\n"
-        f"![curves](curves.png)\n\nConfig:\n\n```json\n{config.to_json()}\n```\n"
-    )
-    atomic_write_text(out / "report.md", report)
     console.print(f"saved model.safetensors + manifest.json in {out}")
     return 0
-
-
-def _plot_curves(history: dict, path: Path, title: str) -> None:
-    """Train loss per step and validation loss/accuracy per evaluation → PNG (atomic)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from g2c.artifacts import atomic_write_with
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax1.plot(history["step"], history["train_loss"], lw=0.5, alpha=0.6, label="train (batch)")
-    ax1.plot(history["val_step"], history["val_loss"], "o-", label="val")
-    ax1.set(xlabel="step", ylabel="cross-entropy", yscale="log", title=title)
-    ax1.legend()
-    ax2.plot(history["val_step"], [100 * a for a in history["val_accuracy"]], "o-")
-    ax2.set(xlabel="step", ylabel="val accuracy (%)")
-    fig.tight_layout()
-    atomic_write_with(path, lambda p: fig.savefig(p, format="png", dpi=80))
-    plt.close(fig)

@@ -16,14 +16,23 @@ import argparse
 import json
 from pathlib import Path
 
+from g2c.artifacts import g2c_home
 from g2c.cli._common import add_runtime_flags, console
 from g2c.cli._run import add_config_flags, resolve_config
+from g2c.cli.train import execute
+from g2c.runs.config import RunConfig, get_preset
+
+
+def _preset(namespace: argparse.Namespace) -> tuple[str, RunConfig]:
+    name = "speedrun-smoke" if getattr(namespace, "smoke", False) else "speedrun"
+    return name, get_preset(name)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Register the `speedrun` sub-command."""
     p = sub.add_parser(
         "speedrun",
+        add_help=False,
         help="the main job: tokenizer → pretraining → eval → samples → report (resumable)",
         description="Train a byte-level BPE tokenizer on TinyShakespeare + Gutenberg, pretrain a "
         "small TransformerLM within a time budget, evaluate (val loss, bits per byte), sample, "
@@ -37,19 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-path", default=None, help="explicit data root for the corpus")
     p.add_argument("--stop-after-steps", type=int, default=None,
                    help="test hook: checkpoint and stop after this many steps")  # fmt: skip
-    add_config_flags(p)
+    add_config_flags(p, _preset)
     add_runtime_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the speedrun config and execute it (resuming when the run directory has one)."""
-    from g2c.artifacts import g2c_home
-    from g2c.cli.train import execute
-    from g2c.runs import get_preset
-
-    preset = "speedrun-smoke" if args.smoke else "speedrun"
-    cfg = resolve_config(args, get_preset(preset))  # --budget-minutes is run.budget_minutes
+    preset, base = _preset(args)
+    cfg = resolve_config(args, base)  # --budget-minutes is run.budget_minutes
     if args.show_config:
         console.print_json(json.dumps(cfg.to_dict()))
         return 0

@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+from g2c.artifacts import g2c_home
 from g2c.cli._common import add_runtime_flags, console, set_threads
 from g2c.cli._run import (
     ProgressReporter,
@@ -27,17 +28,25 @@ from g2c.cli._run import (
     resolve_config,
     stop_on_signals,
 )
+from g2c.runs import pretrain
+from g2c.runs.config import PRESETS, RunConfig, get_preset
+from g2c.runs.rundir import RunDir
+
+
+def _preset(namespace: argparse.Namespace) -> tuple[str, RunConfig]:
+    name = getattr(namespace, "preset", None) or "shakespeare-char"
+    return name, get_preset(name)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Register the `train` sub-command."""
-    from g2c.runs.config import PRESETS
-
     p = sub.add_parser(
         "train",
+        add_help=False,
         help="pretrain a TransformerLM (presets: " + ", ".join(PRESETS) + ")",
         description="Pretrain a TransformerLM: tokenizer → training → evaluation → samples → "
-        "report, in one run directory. Precedence: --preset < --config < flags.",
+        "report, in one run directory. Precedence: --preset < --config < flags. "
+        "`g2c train --preset NAME --help` shows that preset's values as the defaults.",
     )
     p.add_argument("--preset", default="shakespeare-char", choices=tuple(PRESETS),
                    help="named configuration (default: shakespeare-char)")  # fmt: skip
@@ -47,27 +56,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="delete the run in --out and start over")
     p.add_argument("--data-path", default=None, help="explicit data root for the corpus")
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
-    add_config_flags(p)
+    add_config_flags(p, _preset)
     add_runtime_flags(p)
     p.set_defaults(func=run)
 
 
-def _default_out(name: str) -> Path:
-    from g2c.artifacts import g2c_home
-
-    return g2c_home() / name
-
-
 def run(args: argparse.Namespace) -> int:
-    """Resolve the config, then run (or resume) the pipeline; exit code 130 when interrupted."""
-    from g2c.runs import get_preset
-    from g2c.runs.rundir import RunDir
-
+    """Resolve the config, then run (or resume) the stage; exit code 130 when interrupted."""
     cfg = resolve_config(args, get_preset(args.preset))
     if args.show_config:
         console.print_json(json.dumps(cfg.to_dict()))
         return 0
-    out = Path(args.out) if args.out else _default_out(args.preset)
+    out = Path(args.out) if args.out else g2c_home() / args.preset
     rd = RunDir(out)
     if rd.exists() and not (args.resume or args.fresh):
         raise ValueError(
@@ -79,10 +79,8 @@ def run(args: argparse.Namespace) -> int:
     return execute(cfg, out, args, fresh=args.fresh)
 
 
-def execute(cfg, out: Path, args: argparse.Namespace, *, fresh: bool) -> int:
-    """Run the pipeline with signals, progress and a summary (shared with `g2c speedrun`)."""
-    from g2c.runs import run_pretraining
-
+def execute(cfg: RunConfig, out: Path, args: argparse.Namespace, *, fresh: bool) -> int:
+    """Run the pretrain stage with signals, progress and a summary (shared with `g2c speedrun`)."""
     threads = set_threads(args.threads)
     limit = getattr(args, "stop_after_steps", None)
     with stop_on_signals() as stopped:
@@ -90,7 +88,7 @@ def execute(cfg, out: Path, args: argparse.Namespace, *, fresh: bool) -> int:
         def should_stop(step: int) -> bool:
             return stopped(step) or (limit is not None and step >= limit)
 
-        result = run_pretraining(
+        result = pretrain.run(
             cfg, out, fresh=fresh, on_event=ProgressReporter(), should_stop=should_stop,
             data_path=getattr(args, "data_path", None), threads=threads, command=command_line(),
         )  # fmt: skip

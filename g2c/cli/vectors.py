@@ -7,8 +7,9 @@
                       (king − man + woman, i.e. "man is to king as woman is to ?")
     g2c vectors eval [--vectors glove|DIR|FILE.txt]    (accuracy on the built-in analogy list)
 
-``train`` writes DIR/vectors.safetensors, DIR/vocab.json, DIR/manifest.json (config, data,
-loss, analogy accuracy) and DIR/metrics.jsonl, then prints neighbours of a few probe words.
+``train`` runs the stage ``g2c.runs.vectors.run``: DIR/vectors.safetensors, DIR/vocab.json,
+DIR/manifest.json (config, data, loss, analogy accuracy), DIR/metrics.jsonl and
+DIR/stages.json; then it prints neighbours of a few probe words.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ from pathlib import Path
 
 from rich.table import Table
 
+from g2c.artifacts import g2c_home
 from g2c.cli._common import console, make_progress, set_threads
+from g2c.embeddings import (
+    SkipGramConfig,
+    evaluate_analogies,
+    load_glove,
+    load_glove_text,
+    load_word_vectors,
+)
+from g2c.runs import vectors as vectors_stage
+from g2c.runs.vectors import data_names
 
 PROBE_WORDS = ("king", "woman", "house", "sea", "love", "good", "said", "whale")
 
@@ -85,8 +96,6 @@ def _add_vectors_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _load(spec: str):
-    from g2c.embeddings import load_glove, load_glove_text, load_word_vectors
-
     if spec == "glove":
         return load_glove()
     path = Path(spec)
@@ -126,8 +135,6 @@ def _analogy(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from g2c.embeddings import evaluate_analogies
-
     res = evaluate_analogies(_load(args.vectors))
     _print_eval(res)
     return 0
@@ -146,22 +153,8 @@ def _print_eval(res: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from g2c.artifacts import append_jsonl, g2c_home
-    from g2c.embeddings import SkipGramConfig, evaluate_analogies, save_word_vectors, train_skipgram
-
+    """Flags → ``SkipGramConfig`` → ``runs.vectors.run`` → neighbours and analogy tables."""
     set_threads(args.threads)
-    if args.text_file:
-        path = Path(args.text_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"--text-file not found: {path}")
-        text, data = path.read_text(encoding="utf-8"), str(path)
-    else:
-        from g2c.data import load_corpus
-
-        names = [n.strip() for n in args.data.split(",") if n.strip()]
-        if not names:
-            raise ValueError("--data must name at least one dataset, e.g. --data gutenberg")
-        text, data = load_corpus(names, args.data_path), ",".join(names)
     cfg = SkipGramConfig(
         dim=args.dim,
         max_vocab=args.vocab,
@@ -175,42 +168,26 @@ def _train(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
     )
-    cfg.validate()
-    out = (
-        Path(args.out) if args.out else g2c_home() / f"vectors-{data.replace(',', '+')}-{args.dim}"
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = out / "metrics.jsonl"
-    metrics.unlink(missing_ok=True)
+    if args.out:
+        out = Path(args.out)
+    else:
+        name = Path(args.text_file).stem if args.text_file else "+".join(data_names(args.data))
+        out = g2c_home() / f"vectors-{name}-{args.dim}"
     with make_progress() as progress:
         task = progress.add_task("skip-gram", total=None, info="")
 
-        def cb(step: int, total: int, info: dict) -> None:
+        def on_progress(step: int, total: int, info: dict) -> None:
             progress.update(task, completed=step, total=total, info=f"loss {info['loss']:.3f}")
-            append_jsonl(metrics, {"step": step, **info})
 
-        wv, hist = train_skipgram(text, cfg, callback=cb, log_every=50)
-    res = evaluate_analogies(wv)
-    final_loss = hist["losses"][-1][1]
-    save_word_vectors(
-        wv,
-        out,
-        config=hist["config"],
-        data=data,
-        metrics={
-            "final_loss_per_pair": final_loss,
-            "analogy_accuracy": res["accuracy"],
-            "analogy_asked": res["total"],
-            "steps": hist["steps"],
-            "pairs_seen": hist["pairs_seen"],
-            "tokens": hist["tokens"],
-            "seconds": hist["seconds"],
-        },
-    )
+        result = vectors_stage.run(
+            cfg, out, data=args.data, text_file=args.text_file, data_path=args.data_path,
+            on_progress=on_progress,
+        )  # fmt: skip
+    hist, wv = result.history, result.vectors
     console.print(
         f"{hist['tokens']:,} tokens, vocab {hist['vocab_size']:,}, {hist['steps']:,} steps, "
         f"{hist['pairs_seen']:,} pairs in {hist['seconds']:.1f} s; "
-        f"final loss/pair {final_loss:.3f}"
+        f"final loss/pair {hist['losses'][-1][1]:.3f}"
     )
     table = Table(title="nearest neighbours")
     table.add_column("word")
@@ -219,6 +196,6 @@ def _train(args: argparse.Namespace) -> int:
         if w in wv:
             table.add_row(w, ", ".join(f"{n} {s:.2f}" for n, s in wv.nearest(w, 6)))
     console.print(table)
-    _print_eval(res)
-    console.print(f"saved to {out}")
+    _print_eval(result.analogies)
+    console.print(f"saved to {result.out}")
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from g2c.artifacts import atomic_write_with
 from g2c.lm.models import MODEL_NAMES, LMConfig, build_model
 from g2c.lm.train import bits_per_token, perplexity, sample, train_lm
 
@@ -182,8 +183,6 @@ def plot_val_curves(results: list[dict[str, Any]], path: str | os.PathLike) -> P
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from g2c.artifacts import atomic_write_with
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for r in results:

@@ -1,11 +1,16 @@
-"""Runs: presets, run directories, the pretraining pipeline, reports and the model registry.
+"""Runs: one module per stage on a shared skeleton, presets, reports and the model registry.
 
-What ``g2c train`` and ``g2c speedrun`` do, as library code (callbacks, no printing):
+What the ``g2c`` commands do, as library code (callbacks, no printing):
 
+- :mod:`~g2c.runs.stage` — the skeleton every stage shares: validation before any write, the
+  run directory, resume, timed parts (``stages.json``), manifest with parent, report table.
+- :mod:`~g2c.runs.pretrain` — ``run`` / ``run_pretraining`` (``g2c train``, ``g2c speedrun``):
+  tokenizer → pretraining → evaluation (val loss, bits per byte) → samples → report,
+  resumable after an interruption; ``BudgetPlan`` re-plans a time-budgeted run.
+- :mod:`~g2c.runs.mnist`, :mod:`~g2c.runs.lm`, :mod:`~g2c.runs.vectors` — the stages of
+  ``g2c mnist``, ``g2c lm train|compare`` and ``g2c vectors train``.
 - :mod:`~g2c.runs.config` — ``RunConfig`` (data / model / train / run sections), the
   ``PRESETS`` table, TOML/JSON config files, overrides.
-- :mod:`~g2c.runs.pipeline` — ``run_pretraining``: tokenizer → pretraining → evaluation
-  (val loss, bits per byte) → samples → report, resumable after an interruption.
 - :mod:`~g2c.runs.report` — plots, ``report.md`` and the code-size table.
 - :mod:`~g2c.runs.registry` — ``find_models`` / ``resolve_model`` / ``load_run``: models named
   ``<family>-<size>`` (``ShakespeareLM-0.8M``).
@@ -22,14 +27,12 @@ from g2c.runs.config import (
     get_preset,
     load_config_file,
 )
-from g2c.runs.pipeline import (
-    RunResult,
-    bits_per_byte,
-    evaluate_stream,
-    run_pretraining,
-)
+from g2c.runs.pretrain import BudgetPlan, RunResult, run_pretraining
 from g2c.runs.registry import find_models, format_size, load_run, model_name, resolve_model
 from g2c.runs.report import code_size_table, write_report
+from g2c.runs.stage import Stage
+from g2c.training import bits_per_byte
+from g2c.training import stream_loss as evaluate_stream  # the former name (g2c.training's now)
 
 __all__ = [
     "PRESETS",
@@ -39,7 +42,9 @@ __all__ = [
     "apply_overrides",
     "get_preset",
     "load_config_file",
+    "BudgetPlan",
     "RunResult",
+    "Stage",
     "run_pretraining",
     "evaluate_stream",
     "bits_per_byte",

@@ -159,7 +159,10 @@ def section_fields(section: str) -> dict[str, tuple[Any, Any]]:
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """A new RunConfig: ``cfg`` with ``{section: {field: value}}`` applied (validated).
 
-    Unknown sections or fields → ValueError naming them and listing the known ones.
+    Unknown sections or fields → ValueError naming them and listing the known ones. When the
+    overrides shorten ``train.max_steps`` below the base's ``warmup_steps`` without setting
+    ``warmup_steps`` too (a preset's warmup with a user's ``--max-steps 12``), the warmup
+    becomes ``max_steps // 10``.
     """
     d = cfg.to_dict()
     for section, values in overrides.items():
@@ -175,6 +178,14 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
                     f"{', '.join(sorted(known))}"
                 )
             d[section][key] = value
+    train = d["train"]
+    given = overrides.get("train", {})
+    if (
+        "max_steps" in given
+        and "warmup_steps" not in given
+        and train["warmup_steps"] > train["max_steps"]
+    ):
+        train["warmup_steps"] = train["max_steps"] // 10  # a preset's warmup, a shorter --max-steps
     model = dict(d["model"])
     TransformerConfig(vocab_size=300, **model)  # validate the model fields now
     return RunConfig(
@@ -207,7 +218,7 @@ def _preset(data: dict, model: dict, train: dict, run: dict) -> RunConfig:
     return apply_overrides(RunConfig(), {"data": data, "model": model, "train": train, "run": run})
 
 
-_FAST = {"attention_impl": "sdpa", "fused": True}
+_FAST = {"attention_impl": "sdpa", "fused": True, "init": "gpt2"}  # GPT-2 init: pretraining recipe
 _ADAMW = {"optimizer": "adamw", "betas": [0.9, 0.99], "grad_clip": 1.0, "loss_impl": "fused"}
 
 PRESETS: dict[str, RunConfig] = {

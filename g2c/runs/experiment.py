@@ -7,7 +7,8 @@ can be drawn against seconds), the final validation loss, the median tokens/s an
 training FLOPs (6·N·tokens, Kaplan et al. 2020, N = non-embedding parameters when the model
 can tell). With ``seconds=S`` the number of steps is chosen from a measured step time (a
 throw-away copy of the model runs two steps), so every run of an equal-wall-clock comparison
-gets a complete cosine schedule. ``text_ids`` builds (tokenizer, train ids, val ids) from
+gets a complete cosine schedule; a loss that turns NaN/inf stops the shared loop through a
+``LoopControl`` (no exception). ``sequence_perplexity`` is ``g2c.training``'s. ``text_ids`` builds (tokenizer, train ids, val ids) from
 text with a character or byte-level BPE tokenizer.
 """
 
@@ -15,14 +16,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-from g2c.nn import cross_entropy
-
+from g2c.artifacts import atomic_write_json
+from g2c.data import load_corpus, split_text
 from g2c.pretraining import Trainer, empty_training_history
+from g2c.tokenizer import BPETokenizer, CharTokenizer
+from g2c.training import LoopControl
+from g2c.training import sequence_perplexity as sequence_perplexity  # the one home of evaluation
 
 
 @dataclasses.dataclass
@@ -49,9 +55,6 @@ def text_ids(text: str, tokenizer: str = "char", vocab_size: int = 1024,
     ``tokenizer``: "char" (CharTokenizer over the whole text) or "bpe" (byte-level BPE with
     ``vocab_size`` ids trained on the training split). Other → ValueError.
     """
-    from g2c.data import split_text
-    from g2c.tokenizer import BPETokenizer, CharTokenizer
-
     train, val = split_text(text, val_fraction)
     if tokenizer == "char":
         tok = CharTokenizer(text)
@@ -119,23 +122,17 @@ def train_for(
     )  # fmt: skip
     events: list[dict] = []
 
-    class _Diverged(Exception):
-        pass
-
     def log(e: dict) -> None:
         events.append(e)
         if on_log is not None:
             on_log(e)
-        if not torch.isfinite(torch.tensor(e["train_loss"])):
-            raise _Diverged
 
     t0 = time.perf_counter()
     history = empty_training_history()
-    diverged = False
-    try:
-        trainer.train(train_ids, val_ids, on_log=log, history=history)
-    except _Diverged:
-        diverged = True
+    trainer.train(
+        train_ids, val_ids, on_log=log, history=history, control=_StopOnDivergence(history)
+    )
+    diverged = trainer.stop_reason == "stopped"
     elapsed = time.perf_counter() - t0
     val = (
         float("inf")
@@ -152,13 +149,22 @@ def train_for(
     )  # fmt: skip
 
 
+class _StopOnDivergence(LoopControl):
+    """Stop the loop after a step whose training loss is NaN/inf (an ablation that fails)."""
+
+    def __init__(self, history: dict) -> None:
+        self.history = history
+
+    def should_stop(self, step: int) -> bool:
+        """True when the last recorded training loss is not finite."""
+        return not math.isfinite(self.history["train_loss"][-1])
+
+
 def fit_power_law(x, y) -> tuple[float, float]:
     """Least-squares fit of ``y = a · x^b`` in log-log space; returns ``(a, b)``.
 
     ``x``, ``y``: sequences of positive numbers of the same length ≥ 2 (else ValueError).
     """
-    import numpy as np
-
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.size < 2 or (x <= 0).any() or (y <= 0).any():
         raise ValueError("fit_power_law needs two equal-length sequences of >= 2 positive numbers")
@@ -175,18 +181,6 @@ def distinct_n(samples: list[list[int]], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-@torch.no_grad()
-def sequence_perplexity(model, prompt_ids: list[int], new_ids: list[int]) -> float:
-    """The model's own perplexity (temperature 1) of ``new_ids`` following ``prompt_ids``:
-    exp(mean NLL of the new tokens). Context is cropped to ``model.max_seq_len``."""
-    ids = (prompt_ids + new_ids)[-model.max_seq_len :]
-    n_new = min(len(new_ids), len(ids) - 1)
-    x = torch.tensor([ids[:-1]])  # (1, T-1)
-    logits = model(x)[0].float()  # (T-1, V)
-    targets = torch.tensor(ids[1:])  # (T-1,)
-    return float(torch.exp(cross_entropy(logits[-n_new:], targets[-n_new:])))
-
-
 SMOKE_TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
     "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\n"
@@ -201,14 +195,10 @@ def example_text(smoke: bool, corpus: str | list[str] = "tinyshakespeare",
     ``max_chars``."""
     if smoke:
         return SMOKE_TEXT
-    from g2c.data import load_corpus
-
     text = load_corpus(corpus)
     return text[:max_chars] if max_chars else text
 
 
 def save_json_result(path, obj) -> None:
     """Write an experiment's results as JSON (atomic) — the numbers behind the docs."""
-    from g2c.artifacts import atomic_write_json
-
     atomic_write_json(path, obj)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from g2c.artifacts import atomic_write_with
+
 
 @torch.no_grad()
 def attention_maps(model, idx: torch.Tensor) -> list[torch.Tensor]:
@@ -84,8 +86,6 @@ def plot_attention(maps: list[torch.Tensor], tokens: list[str], out_dir, max_lab
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from g2c.artifacts import atomic_write_with
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,9 @@
-"""The MNIST job of modules 03/03B: a 784-128-10 MLP from ``g2c.nn`` trained with
-``g2c.training.AdamW`` and a warmup + cosine schedule.
+"""The MNIST stage (modules 03/03B): a 784-128-10 MLP from ``g2c.nn`` trained with
+``g2c.training.AdamW`` and a warmup + cosine schedule, saved as an artifact with a report.
+
+``run(config, out)`` is what ``g2c mnist`` runs: validate (``MNISTConfig``), open the run
+directory, train (``train_mnist``), save ``model.safetensors`` + ``manifest.json`` +
+``history.json``, ``metrics.jsonl`` (one line per evaluation), ``curves.png`` and ``report.md``.
 
 Data: MNIST (LeCun et al. 1998) or Fashion-MNIST (Xiao et al. 2017), 28×28 uint8 images,
 loaded by :mod:`g2c.data`. The last ``val_size`` training images form the validation split
@@ -29,12 +33,22 @@ from typing import Any
 
 import torch
 
+from g2c.artifacts import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+    load_safetensors,
+    read_manifest,
+    save_safetensors,
+    write_manifest,
+)
+from g2c.data import load_fashion_mnist, load_mnist
 from g2c.nn import GELU, CrossEntropyLoss, Dropout, Linear, ReLU, Sequential, resolve_device
 from g2c.nn.module import Module
 from g2c.nn.optim import SGD
-from g2c.training.adamw import AdamW
-from g2c.training.clip import clip_grad_norm_
-from g2c.training.schedule import cosine_with_warmup
+from g2c.runs.stage import Stage, environment, stage_table
+from g2c.training import AdamW, clip_grad_norm_, cosine_with_warmup
 
 DATASETS = ("mnist", "fashion-mnist")
 ARTIFACT_FORMAT = "g2c.mnist-mlp"
@@ -202,8 +216,6 @@ def load_split(
     dataset: str, split: str, path: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 28, 28) uint8 and labels (N,) int64 of ``dataset``'s ``split`` via g2c.data."""
-    from g2c.data import load_fashion_mnist, load_mnist
-
     loader = load_mnist if dataset == "mnist" else load_fashion_mnist
     images, labels = loader(split=split, path=path)
     return torch.as_tensor(images, dtype=torch.uint8), torch.as_tensor(labels).long()
@@ -411,11 +423,9 @@ def _train(config: MNISTConfig, device: torch.device, log: Callable) -> MNISTRes
 
 
 # -- artifacts ---------------------------------------------------------------------------------
-def save_mnist_model(result: MNISTResult, out_dir: str | Path) -> Path:
-    """Write ``model.safetensors``, ``manifest.json`` (config, metrics, normalisation) and
-    ``history.json`` into ``out_dir`` atomically; returns ``out_dir`` as a Path."""
-    from g2c.artifacts import atomic_write_json, save_safetensors, write_manifest
-
+def save_mnist_model(result: MNISTResult, out_dir: str | Path, **fields: Any) -> Path:
+    """Write ``model.safetensors``, ``manifest.json`` (config, metrics, normalisation, and
+    ``fields``) and ``history.json`` into ``out_dir`` atomically; returns ``out_dir`` as a Path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_safetensors(out / "model.safetensors", result.model.state_dict())
@@ -428,6 +438,7 @@ def save_mnist_model(result: MNISTResult, out_dir: str | Path) -> Path:
         normalization={"mean": result.mean, "std": result.std},
         metrics=result.metrics(),
         files={"weights": "model.safetensors", "history": "history.json"},
+        **fields,
     )
     return out
 
@@ -436,10 +447,87 @@ def load_mnist_model(out_dir: str | Path, device: str = "cpu") -> tuple[Module, 
     """Rebuild the MLP saved by :func:`save_mnist_model`; returns (model in eval mode,
     manifest). A manifest of another format/version → ValueError; missing files →
     FileNotFoundError."""
-    from g2c.artifacts import load_safetensors, read_manifest
-
     manifest = read_manifest(out_dir, format=ARTIFACT_FORMAT)
     config = MNISTConfig.from_dict(manifest["config"])
     model = build_mlp(config)
     model.load_state_dict(load_safetensors(Path(out_dir) / manifest["files"]["weights"]))
     return model.to(device).eval(), manifest
+
+
+def plot_curves(history: dict, path: str | Path, title: str) -> Path:
+    """Train loss per step and validation loss/accuracy per evaluation → PNG (atomic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1.plot(history["step"], history["train_loss"], lw=0.5, alpha=0.6, label="train (batch)")
+    ax1.plot(history["val_step"], history["val_loss"], "o-", label="val")
+    ax1.set(xlabel="step", ylabel="cross-entropy", yscale="log", title=title)
+    ax1.legend()
+    ax2.plot(history["val_step"], [100 * a for a in history["val_accuracy"]], "o-")
+    ax2.set(xlabel="step", ylabel="val accuracy (%)")
+    fig.tight_layout()
+    out = atomic_write_with(path, lambda p: fig.savefig(p, format="png", dpi=80))
+    plt.close(fig)
+    return out
+
+
+# -- the stage ------------------------------------------------------------------------------------
+SMOKE = dict(epochs=2, train_limit=1000, test_limit=500, val_size=200, warmup_steps=5)
+"""``MNISTConfig`` overrides of ``g2c mnist --smoke``: a tiny subset, 2 epochs, seconds."""
+
+
+def run(
+    config: MNISTConfig,
+    out: str | Path,
+    *,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[str, dict], None] | None = None,
+    command: str | None = None,
+) -> MNISTResult:
+    """The ``g2c mnist`` stage: train ``config`` and write the artifact and report into ``out``.
+
+    The config is validated before anything is written (ValueError naming the field); the run
+    directory is then started afresh (an MNIST run takes a minute: it is not resumed).
+    ``on_log`` receives :func:`train_mnist`'s events; evaluations also go to ``metrics.jsonl``.
+    Writes ``model.safetensors``, ``manifest.json``, ``history.json``, ``metrics.jsonl``,
+    ``stages.json``, ``curves.png`` and ``report.md``. Returns the :class:`MNISTResult`.
+    """
+    config.validate()
+    stage = Stage(out, "mnist", on_event)
+    stage.open(config.to_dict(), fresh=True)
+    rd = stage.rd
+    forward = on_log or (lambda event: None)
+
+    def log(event: dict[str, Any]) -> None:
+        if event["event"] == "eval":
+            append_jsonl(rd.metrics, event)
+        forward(event)
+
+    with stage.part("training") as info:
+        result = train_mnist(config, on_log=log)
+        info.update(steps=result.steps, val_accuracy=result.val_accuracy)
+    with stage.part("evaluation") as info:
+        info.update(test_loss=result.test_loss, test_accuracy=result.test_accuracy)
+    with stage.part("report"):
+        plot_curves(result.history, rd.root / "curves.png", config.dataset)
+        save_mnist_model(result, rd.root, stage="mnist", parent=None, total_seconds=stage.seconds(),
+                         environment=environment(config.device, config.threads, command))  # fmt: skip
+    m = result.metrics()
+    table = stage_table(rd.load_stages(), [("steps", "steps", "d"),
+                                           ("val accuracy", "val_accuracy", ".4f"),
+                                           ("test accuracy", "test_accuracy", ".4f")])  # fmt: skip
+    report = [
+        f"# g2c mnist — {config.dataset}", "",
+        "| metric | value |", "|---|---|",
+        f"| test accuracy | {m['test_accuracy']:.4f} |", f"| test loss | {m['test_loss']:.4f} |",
+        f"| val accuracy | {m['val_accuracy']:.4f} |",
+        f"| train seconds | {m['train_seconds']:.1f} ({config.threads or torch.get_num_threads()} threads) |",
+        f"| steps | {m['steps']} |", f"| parameters | {m['num_parameters']} |", "",
+        "## Stages", "", *table, "",
+        "![curves](curves.png)", "", "Config:", "", "```json", config.to_json(), "```", "",
+    ]  # fmt: skip
+    atomic_write_text(rd.report, "\n".join(report))
+    return result
