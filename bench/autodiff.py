@@ -1,4 +1,9 @@
-"""Benchmark: g2c.autodiff vs the classic closure-based scalar engine on the moons demo.
+"""Benchmark: g2c.autodiff's fast engine vs its classic closure-based reference on the moons demo.
+
+"classic" is ``g2c.autodiff.ReferenceValue`` (g2c/autodiff/reference.py: micrograd's engine with
+``_backward`` closures, one reference cycle per node, plain numbers wrapped in leaf nodes);
+"g2c" is the default ``g2c.autodiff.Value`` (local derivatives stored as floats, no cycles).
+Both train ``g2c.autodiff.ScalarMLP(..., engine=...)`` with ``train_moons_step``.
 
 Workload (identical for both engines, same data, same initial weights): a 2-16-16-1 ReLU MLP
 with a linear output, max-margin loss ``mean(relu(1 - y_i·score_i)) + 1e-4·Σp²`` over 100
@@ -61,38 +66,26 @@ def worker(
 ) -> dict:
     """Train on moons with one engine in this process; return timings, memory and losses.
 
-    The data comes from the parent (stdin), so a worker imports only the two engines and
-    nothing else of g2c: the garbage collector sees the same small heap in both workers.
+    The data comes from the parent (stdin), so a worker imports only ``g2c.autodiff`` (both
+    engines) and nothing else of g2c: the garbage collector sees the same small heap in both.
     """
-    sys.path.insert(0, str(HERE))
-    import _classic_scalar_engine as classic  # imported by both workers: same baseline
-
     import g2c.autodiff as ad
 
     if import_torch:  # a notebook's heap: ~150k more objects for every full GC pass to walk
         import torch  # noqa: F401
-    if engine == "classic":
-        random.seed(1337)
-        model = classic.MLP(2, [16, 16, 1])
+    model = ad.ScalarMLP(
+        random.Random(1337),
+        layer_sizes=(2, 16, 16, 1),
+        activation="relu",
+        output_activation="linear",
+        engine="reference" if engine == "classic" else "fast",
+    )
 
-        def step(k: int) -> tuple[float, float]:
-            return classic.train_step(model, X, y, k)
+    def step(k: int) -> tuple[float, float]:
+        return ad.train_moons_step(model, X, y, lr=1.0 - 0.9 * k / 100)
 
-        def graph():
-            return classic.loss(model, X, y)[0], "_prev"
-    else:
-        model = ad.ScalarMLP(
-            random.Random(1337),
-            layer_sizes=(2, 16, 16, 1),
-            activation="relu",
-            output_activation="linear",
-        )
-
-        def step(k: int) -> tuple[float, float]:
-            return ad.train_moons_step(model, X, y, lr=1.0 - 0.9 * k / 100)
-
-        def graph():
-            return ad.max_margin_loss(model, X, y)[0], "_children"
+    def graph():
+        return ad.max_margin_loss(model, X, y)[0], "_children"
 
     gc_time = [0.0, 0.0]  # total seconds inside the cyclic GC, start of the current pass
 
@@ -169,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.steps, data["X"], data["y"], args.import_torch)))
         return 0
 
+    # imported here, not at the top, so the workers (this file re-run) import only g2c.autodiff
     from rich.console import Console
     from rich.table import Table
 

@@ -23,12 +23,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from g2c.data import load_text  # noqa: E402
 from g2c.embeddings import (  # noqa: E402
     SkipGramConfig,
     WordVectors,
     evaluate_analogies,
     load_glove,
     pca_2d,
+    tokenize_words,
     train_skipgram,
 )
 
@@ -121,9 +123,6 @@ def main(argv: list[str] | None = None) -> int:
             dim=16, window=2, subsample=0, min_count=1, batch_size=256, lr=0.5, epochs=2
         )
     else:
-        from g2c.data import load_text
-        from g2c.embeddings import tokenize_words
-
         tokens, groups, probes = tokenize_words(load_text("gutenberg")), PLOT_WORDS, PROBES
         cfg = SkipGramConfig(dim=args.dim, epochs=args.epochs)
     wv, hist = train_skipgram(tokens, cfg)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from g2c.artifacts import atomic_write_json, atomic_write_text
+from g2c.data import load_text
 from g2c.lm import CompareConfig, char_split, compare_models, plot_val_curves, results_markdown
 
 FALLBACK_TEXT = (
@@ -34,8 +35,6 @@ FALLBACK_TEXT = (
 # ## 1. Data: characters, one contiguous split
 def load(smoke: bool) -> tuple[str, str]:
     """TinyShakespeare (first 30k characters in smoke mode); a built-in snippet when absent."""
-    from g2c.data import load_text
-
     try:
         text = load_text("tinyshakespeare", download=not smoke)
         source = "tinyshakespeare"

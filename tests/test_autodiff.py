@@ -1,5 +1,7 @@
 """Tests for g2c.autodiff: every op's gradient against torch.autograd, backward semantics,
-deep graphs, tracing, scalar neurons/MLPs and the XOR / moons demos."""
+deep graphs, tracing, scalar neurons/MLPs and the XOR / moons demos. The behaviour tests run on
+both engines (the fast ``Value`` and the closure-based ``ReferenceValue``); the equivalence tests
+check the two give the same values and gradients on random graphs and on the moons MLP."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from g2c.autodiff import (
+    ENGINES,
+    ReferenceValue,
     ScalarLayer,
     ScalarMLP,
     ScalarNeuron,
@@ -39,15 +43,17 @@ away_from_zero = st.one_of(
     st.floats(min_value=-3.0, max_value=-0.2), st.floats(min_value=0.2, max_value=3.0)
 )
 FAST = settings(max_examples=40, deadline=None)
+# every API.md 01 behaviour holds for both engines
+BOTH = pytest.mark.parametrize("V", [Value, ReferenceValue], ids=["fast", "reference"])
 
 
 def _t(x: float) -> torch.Tensor:
     return torch.tensor(x, dtype=torch.float64, requires_grad=True)
 
 
-def _check_binary(fn, a: float, b: float) -> None:
-    """fn(x, y) on Values and on float64 tensors: same output and same gradients."""
-    va, vb = Value(a), Value(b)
+def _check_binary(fn, a: float, b: float, V=Value) -> None:
+    """fn(x, y) on Values (engine V) and on float64 tensors: same output and same gradients."""
+    va, vb = V(a), V(b)
     out = fn(va, vb)
     out.backward()
     ta, tb = _t(a), _t(b)
@@ -58,8 +64,8 @@ def _check_binary(fn, a: float, b: float) -> None:
     assert vb.grad == pytest.approx(tb.grad.item(), rel=1e-10, abs=1e-10)
 
 
-def _check_unary(name: str, x: float) -> None:
-    v = Value(x)
+def _check_unary(name: str, x: float, V=Value) -> None:
+    v = V(x)
     out = getattr(v, name)()
     out.backward()
     t = _t(x)
@@ -70,68 +76,76 @@ def _check_unary(name: str, x: float) -> None:
 
 
 # ---- each op against torch.autograd (property tests) -------------------------------------------
+@BOTH
 @FAST
 @given(finite, finite)
-def test_add_sub_mul_match_torch(a, b):
-    _check_binary(lambda x, y: x + y, a, b)
-    _check_binary(lambda x, y: x - y, a, b)
-    _check_binary(lambda x, y: x * y, a, b)
+def test_add_sub_mul_match_torch(V, a, b):
+    _check_binary(lambda x, y: x + y, a, b, V)
+    _check_binary(lambda x, y: x - y, a, b, V)
+    _check_binary(lambda x, y: x * y, a, b, V)
 
 
+@BOTH
 @FAST
 @given(finite, away_from_zero)
-def test_div_matches_torch(a, b):
-    _check_binary(lambda x, y: x / y, a, b)
+def test_div_matches_torch(V, a, b):
+    _check_binary(lambda x, y: x / y, a, b, V)
 
 
+@BOTH
 @FAST
 @given(finite, finite, st.floats(min_value=-2.0, max_value=2.0))
-def test_mixed_numbers_both_sides_match_torch(a, b, c):
+def test_mixed_numbers_both_sides_match_torch(V, a, b, c):
     # numbers on either side: 2 * v, 1 - v, 1 / v, v + c, c - v ...
-    _check_binary(lambda x, y: 2 * x + (1 - y) * c - x * c + c + x - c, a, b)
-    _check_binary(lambda x, y: -x * (y + 4) - (c - x), a, b)
+    _check_binary(lambda x, y: 2 * x + (1 - y) * c - x * c + c + x - c, a, b, V)
+    _check_binary(lambda x, y: -x * (y + 4) - (c - x), a, b, V)
 
 
+@BOTH
 @FAST
 @given(away_from_zero)
-def test_reflected_division_matches_torch(a):
+def test_reflected_division_matches_torch(V, a):
     _check_unary_fn = lambda x: 1 / x + x / 2.5  # noqa: E731
-    v = Value(a)
+    v = V(a)
     _check_unary_fn(v).backward()
     t = _t(a)
     _check_unary_fn(t).backward()
     assert v.grad == pytest.approx(t.grad.item(), rel=1e-10)
 
 
+@BOTH
 @FAST
 @given(away_from_zero, st.sampled_from([2, 3, -1, -2, 0.5, 1.5, -0.5, 0, 1]))
-def test_pow_matches_torch(a, n):
+def test_pow_matches_torch(V, a, n):
     if not float(n).is_integer():
         a = abs(a)
-    _check_binary(lambda x, y: x**n + y, a, 0.0)
+    _check_binary(lambda x, y: x**n + y, a, 0.0, V)
 
 
+@BOTH
 @FAST
 @given(finite)
-def test_exp_tanh_relu_sigmoid_match_torch(x):
+def test_exp_tanh_relu_sigmoid_match_torch(V, x):
     for name in ("exp", "tanh", "relu", "sigmoid"):
-        _check_unary(name, x)
+        _check_unary(name, x, V)
 
 
+@BOTH
 @FAST
 @given(positive)
-def test_log_matches_torch(x):
-    _check_unary("log", x)
+def test_log_matches_torch(V, x):
+    _check_unary("log", x, V)
 
 
+@BOTH
 @FAST
 @given(st.lists(finite, min_size=3, max_size=3))
-def test_composite_expression_matches_torch(xs):
+def test_composite_expression_matches_torch(V, xs):
     def f(a, b, c):
         h = (a * b + c).tanh() * a - (b * b + 1).log() + (c / 3).exp() * 0.5
         return h * h + h.relu() * 2 + (1 - a).sigmoid() * b
 
-    vs = [Value(x) for x in xs]
+    vs = [V(x) for x in xs]
     f(*vs).backward()
     ts = [_t(x) for x in xs]
     f(*ts).backward()
@@ -139,23 +153,26 @@ def test_composite_expression_matches_torch(xs):
         assert v.grad == pytest.approx(t.grad.item(), rel=1e-9, abs=1e-12)
 
 
-def test_relu_derivative_at_zero_is_zero_like_torch():
-    _check_unary("relu", 0.0)
-    v = Value(0.0)
+@BOTH
+def test_relu_derivative_at_zero_is_zero_like_torch(V):
+    _check_unary("relu", 0.0, V)
+    v = V(0.0)
     v.relu().backward()
     assert v.grad == 0.0
 
 
 # ---- backward semantics ------------------------------------------------------------------------
-def test_shared_subexpression_accumulates():
-    a = Value(3.0)
+@BOTH
+def test_shared_subexpression_accumulates(V):
+    a = V(3.0)
     f = a * a + a  # df/da = 2a + 1
     f.backward()
     assert a.grad == 7.0
 
 
-def test_backward_twice_accumulates_leaves_but_not_interior_nodes():
-    a, b = Value(2.0), Value(-3.0)
+@BOTH
+def test_backward_twice_accumulates_leaves_but_not_interior_nodes(V):
+    a, b = V(2.0), V(-3.0)
     h = a * b  # interior
     out = (h + a).tanh()
     out.backward()
@@ -172,16 +189,18 @@ def test_backward_twice_accumulates_leaves_but_not_interior_nodes():
     assert b.grad == pytest.approx(tb.grad.item(), rel=1e-12)
 
 
-def test_backward_from_two_outputs_sharing_a_node_adds_up():
-    a = Value(1.5)
+@BOTH
+def test_backward_from_two_outputs_sharing_a_node_adds_up(V):
+    a = V(1.5)
     h = a.exp()
     (h * 2).backward()
     (h * 3).backward()
     assert a.grad == pytest.approx(5 * math.exp(1.5))
 
 
-def test_zero_grad_and_backward_seed():
-    a = Value(2.0)
+@BOTH
+def test_zero_grad_and_backward_seed(V):
+    a = V(2.0)
     (a * a).backward(gradient=0.5)
     assert a.grad == pytest.approx(2.0)
     zero_grad([a])
@@ -209,8 +228,28 @@ def test_deep_chain_does_not_hit_recursion_limit_and_is_freed():
         gc.enable()
 
 
-def test_topological_order_puts_children_first():
-    a, b = Value(1.0), Value(2.0)
+def test_reference_deep_chain_does_not_hit_recursion_limit():
+    # the reference engine's nodes are reference cycles (closures capture their output), so
+    # only the recursion-free sort is checked here; the collector frees the chain afterwards
+    x = ReferenceValue(1.0)
+    gc.disable()  # collecting 200,000 cyclic nodes mid-build is slow, not wrong
+    try:
+        y = x
+        for _ in range(100_000):
+            y = y * 1.0001  # 100,000 operations deep (plus one constant leaf each)
+        assert 100_000 > sys.getrecursionlimit()
+        y.backward()
+        assert x.grad == pytest.approx(1.0001**100_000, rel=1e-9)
+        assert len(topological_order(y)) == 200_001
+        del y
+    finally:
+        gc.enable()
+        gc.collect()
+
+
+@BOTH
+def test_topological_order_puts_children_first(V):
+    a, b = V(1.0), V(2.0)
     c = a * b
     d = c + a
     e = d * c
@@ -222,12 +261,13 @@ def test_topological_order_puts_children_first():
     assert order[-1] is e and len(order) == 5
 
 
-def test_numerical_grad_agrees_with_backward():
+@BOTH
+def test_numerical_grad_agrees_with_backward(V):
     def f(x):
         return (x * x).tanh() + 3 * x
 
     for x0 in (-1.3, 0.2, 2.0):
-        v = Value(x0)
+        v = V(x0)
         f(v).backward()
         assert numerical_grad(f, v) == pytest.approx(v.grad, rel=1e-7, abs=1e-8)
     assert numerical_grad(lambda x: x**3, 2.0) == pytest.approx(12.0, rel=1e-8)
@@ -235,19 +275,129 @@ def test_numerical_grad_agrees_with_backward():
         numerical_grad(f, 1.0, h=0.0)
 
 
-def test_bad_input_raises():
+@BOTH
+def test_bad_input_raises(V):
     with pytest.raises(TypeError, match="data"):
-        Value("1.0")
+        V("1.0")
     with pytest.raises(TypeError, match="operand"):
-        Value(1.0) + "x"
+        V(1.0) + "x"
     with pytest.raises(TypeError, match="exponent"):
-        Value(2.0) ** Value(2.0)
+        V(2.0) ** V(2.0)
     with pytest.raises(ValueError, match="log"):
-        Value(0.0).log()
+        V(0.0).log()
     with pytest.raises(ValueError, match="negative base"):
-        Value(-2.0) ** 0.5
+        V(-2.0) ** 0.5
     with pytest.raises(ZeroDivisionError):
-        Value(1.0) / Value(0.0)
+        V(1.0) / V(0.0)
+
+
+# ---- the fast engine equals the reference ---------------------------------------------------
+def _safe(a):
+    """A positive expression of a (about |a| + 0.25) for log and fractional powers."""
+    return (a * a + 0.25) ** 0.5 + 0.25
+
+
+_OPS = {
+    "exp": lambda a, b, c: (a * 0.3).exp(),
+    "tanh": lambda a, b, c: a.tanh(),
+    "relu": lambda a, b, c: a.relu(),
+    "sigmoid": lambda a, b, c: a.sigmoid(),
+    "log": lambda a, b, c: _safe(a).log(),
+    "neg": lambda a, b, c: -a,
+    "pow2": lambda a, b, c: a**2,
+    "pow-1": lambda a, b, c: _safe(a) ** -1,
+    "pow0.5": lambda a, b, c: _safe(a) ** 0.5,
+    "+": lambda a, b, c: a + b,
+    "-": lambda a, b, c: a - b,
+    "*": lambda a, b, c: a * b,
+    "/": lambda a, b, c: a / (b * b + 1),
+    "c+": lambda a, b, c: c + a,
+    "c-": lambda a, b, c: c - a,
+    "c*": lambda a, b, c: c * a,
+    "c/": lambda a, b, c: c / (a * a + 1),
+    "+c": lambda a, b, c: a + c,
+    "-c": lambda a, b, c: a - c,
+    "*c": lambda a, b, c: a * c,
+    "/c": lambda a, b, c: a / (abs(c) + 0.5),
+}
+
+
+_UNARY = ("exp", "tanh", "relu", "sigmoid", "log", "neg", "pow2", "pow-1", "pow0.5")
+_BINARY = ("+", "-", "*", "/", "c+", "c-", "c*", "c/", "+c", "-c", "*c", "/c")
+
+
+def _random_graph(seed: int, V) -> tuple[list, object]:
+    """A random expression DAG over 3 leaves built with engine V by the same recipe for a seed.
+
+    Each new node applies a random op to random earlier nodes (so sub-expressions are shared);
+    domains are kept safe (log/pow on |x| + 0.5, divisions by 1 + x²)."""
+    rng = random.Random(seed)
+    leaves = [V(rng.uniform(-2.0, 2.0)) for _ in range(3)]
+    nodes = list(leaves)
+    for _ in range(rng.randint(5, 25)):
+        a, b = rng.choice(nodes), rng.choice(nodes)
+        c = rng.uniform(-2.0, 2.0)
+        op = rng.choice(_UNARY + _BINARY)
+        out = _OPS[op](a, b, c)
+        if abs(out.data) < 1e3:  # keep the values in a range where both stay finite
+            nodes.append(out)
+    root = nodes[-1] + nodes[len(nodes) // 2] * nodes[3 % len(nodes)]
+    return leaves, root
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_fast_engine_equals_reference_on_random_graphs(seed):
+    fast_leaves, fast_root = _random_graph(seed, Value)
+    ref_leaves, ref_root = _random_graph(seed, ReferenceValue)
+    assert fast_root.data == pytest.approx(ref_root.data, rel=1e-12, abs=1e-12)
+    fast_root.backward()
+    ref_root.backward()
+    for f, r in zip(fast_leaves, ref_leaves):
+        assert f.grad == pytest.approx(r.grad, rel=1e-10, abs=1e-12)
+
+
+def test_fast_engine_equals_reference_on_the_moons_mlp():
+    from g2c.data.toy import make_moons
+
+    X, y01 = make_moons(24, noise=0.1, seed=1)
+    X, y = X.tolist(), [2.0 * v - 1 for v in y01]
+    models = {
+        e: ScalarMLP(
+            random.Random(1337),
+            layer_sizes=(2, 8, 8, 1),
+            activation="relu",
+            output_activation="linear",
+            engine=e,
+        )
+        for e in ENGINES
+    }
+    assert isinstance(models["reference"].parameters()[0], ReferenceValue)
+    assert [p.data for p in models["fast"].parameters()] == [
+        p.data for p in models["reference"].parameters()
+    ]  # same rng, same weights
+    for k in range(4):
+        lf, af = train_moons_step(models["fast"], X, y, lr=1.0 - 0.9 * k / 100)
+        lr_, ar = train_moons_step(models["reference"], X, y, lr=1.0 - 0.9 * k / 100)
+        assert lf == pytest.approx(lr_, rel=1e-12) and af == ar
+        grads_f = [p.grad for p in models["fast"].parameters()]
+        grads_r = [p.grad for p in models["reference"].parameters()]
+        assert grads_f == pytest.approx(grads_r, rel=1e-9, abs=1e-13)
+    with pytest.raises(ValueError, match="engine"):
+        ScalarMLP(engine="slow")
+
+
+def test_reference_engine_xor_and_mixing_engines():
+    m = ScalarMLP(random.Random(0), engine="reference")
+    first = xor_loss(m).data
+    losses = [train_xor_step(m, lr=0.5) for _ in range(200)]
+    fast = ScalarMLP(random.Random(0))
+    assert losses == pytest.approx([train_xor_step(fast, lr=0.5) for _ in range(200)], rel=1e-9)
+    assert losses[-1] < 0.5 * first
+    out = single_neuron_forward(ReferenceValue(1.0), -2.0, 0.5, 0.25, 0.1)
+    assert isinstance(out, ReferenceValue)
+    for a, b in ((Value(1.0), ReferenceValue(2.0)), (ReferenceValue(2.0), Value(1.0))):
+        with pytest.raises(TypeError, match="do not mix"):
+            a + b
 
 
 # ---- tracing -----------------------------------------------------------------------------------

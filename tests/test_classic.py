@@ -4,6 +4,8 @@ differences), and the hand-written MLP backward pass against torch.autograd."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from g2c.classic import (
     sigmoid,
     train_classifier,
 )
+from g2c.data import resolve
 from g2c.data.toy import make_circles, make_line, make_moons
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,3 +291,26 @@ def test_example_smoke(tmp_path):
         sys.path.pop(0)
     assert ex.main(["--smoke", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "01b-perceptron-xor.png").stat().st_size > 1000
+
+
+# -- the week-3 MLP three ways (examples/03_mlp_three_ways.py) ----------------------------------
+def test_mlp_three_ways_example_smoke(tmp_path):
+    try:
+        resolve("mnist", download=False)
+    except FileNotFoundError:
+        pytest.skip("MNIST not available (set G2C_DATA_DIR)")
+    path = Path(__file__).resolve().parents[1] / "examples" / "03_mlp_three_ways.py"
+    spec = importlib.util.spec_from_file_location("ex03_three_ways", path)
+    ex = importlib.util.module_from_spec(spec)
+    sys.modules["ex03_three_ways"] = ex
+    spec.loader.exec_module(ex)
+    assert ex.main(["--smoke", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "03-mlp-three-ways.json").read_text())
+    ways = results["ways"]
+    assert list(ways) == list(ex.WAYS)
+    # same initial weights, same batches, same SGD: the three learn the same thing
+    losses = [w["losses"][-1] for w in ways.values()]
+    assert max(losses) - min(losses) < 1e-4
+    accs = [w["test_accuracy"] for w in ways.values()]
+    assert max(accs) - min(accs) <= 0.004 and min(accs) > 0.3  # above chance (10 %)
+    assert "| torch.nn |" in (tmp_path / "03-mlp-three-ways.md").read_text()

@@ -20,6 +20,7 @@ from g2c.embeddings import (
     RotaryEmbedding,
     SinusoidalPositionalEmbedding,
     SkipGramConfig,
+    SkipGramEmbeddingModel,
     SkipGramNS,
     TokenEmbedding,
     WordVectors,
@@ -29,10 +30,14 @@ from g2c.embeddings import (
     glove_package_dir,
     keep_probability,
     load_glove,
+    load_glove_subset,
     load_glove_text,
     load_word_vectors,
     log_sigmoid,
+    make_skipgram_pairs,
+    nearest_by_cosine,
     noise_distribution,
+    normalized,
     pca_2d,
     rotate_half,
     save_word_vectors,
@@ -598,3 +603,105 @@ def test_example_smoke(tmp_path):
     spec.loader.exec_module(mod)
     assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
     assert any(p.suffix == ".png" for p in tmp_path.iterdir())
+
+
+# -- course compatibility (API.md Addendum 05) ---------------------------------------------------
+def test_make_skipgram_pairs_every_neighbour_in_order():
+    centers, contexts = make_skipgram_pairs(torch.tensor([10, 11, 12, 13]), window=1)
+    assert centers.tolist() == [10, 11, 11, 12, 12, 13]
+    assert contexts.tolist() == [11, 10, 12, 11, 13, 12]
+    ids = [5, 6, 7, 8, 9]
+    c, o = make_skipgram_pairs(ids)  # default window=2, a list is accepted
+    expected = [
+        (ids[i], ids[j])
+        for i in range(len(ids))
+        for j in range(i - 2, i + 3)
+        if j != i and 0 <= j < len(ids)
+    ]
+    assert list(zip(c.tolist(), o.tolist())) == expected
+    assert c.dtype == o.dtype == torch.long
+    static_c, static_o = skipgram_pairs(torch.tensor(ids), 2, dynamic=False)  # same multiset
+    assert sorted(zip(static_c.tolist(), static_o.tolist())) == sorted(expected)
+    assert make_skipgram_pairs([3], window=2)[0].numel() == 0
+    with pytest.raises(ValueError, match="window"):
+        make_skipgram_pairs(ids, window=0)
+    with pytest.raises(ValueError, match="1-D"):
+        make_skipgram_pairs(torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer"):
+        make_skipgram_pairs(torch.zeros(3))
+
+
+def test_skipgram_embedding_model_is_embedding_then_linear_and_learns_neighbours():
+    torch.manual_seed(0)
+    m = SkipGramEmbeddingModel(6, 4, generator=torch.Generator().manual_seed(0))
+    assert tuple(m.embedding.weight.shape) == (6, 4) and isinstance(m.output, Linear)
+    x = torch.tensor([0, 3, 5])
+    logits = m(x)
+    assert logits.shape == (3, 6)
+    torch.testing.assert_close(logits, m.embedding.weight[x] @ m.output.W + m.output.b)
+    assert len(m.parameters()) == 3
+    with pytest.raises(ValueError, match="1-D"):
+        m(torch.tensor([[0, 1]]))
+    with pytest.raises(ValueError):
+        m(torch.tensor([6]))
+    # a corpus where word w is always next to w+1 (mod 6): training moves probability there
+    ids = torch.tensor([0, 1, 2, 3, 4, 5] * 20)
+    centers, contexts = make_skipgram_pairs(ids, window=1)
+    opt = AdamW(m.parameters(), lr=0.05)
+    first = cross_entropy(m(centers), contexts).item()
+    for _ in range(150):
+        loss = cross_entropy(m(centers), contexts)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first - 0.5
+    probs = torch.softmax(m(torch.tensor([2])), -1)[0]
+    assert probs[1] + probs[3] > 0.8  # the two neighbours of 2
+
+
+def test_normalized_is_zero_safe():
+    v = normalized(torch.tensor([3.0, 4.0]))
+    torch.testing.assert_close(v, torch.tensor([0.6, 0.8]))
+    assert normalized([0, 0, 0]).tolist() == [0.0, 0.0, 0.0]  # no nan
+    rows = normalized(torch.tensor([[1.0, 0.0], [0.0, 0.0], [2.0, 2.0]]))
+    torch.testing.assert_close(rows.norm(dim=1), torch.tensor([1.0, 0.0, 1.0]))
+    assert normalized(np.array([2.0, 0.0])).tolist() == [1.0, 0.0]
+
+
+def test_load_glove_subset_and_nearest_by_cosine(tmp_path):
+    wv = _toy_vectors()
+    path = tmp_path / "glove.toy.txt"
+    lines = [
+        w + " " + " ".join(f"{x:.6f}" for x in v.tolist()) for w, v in zip(wv.words, wv.vectors)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    want = [wv.words[2], "zzz-not-there", wv.words[0]]
+    sub = load_glove_subset(path, want)
+    assert list(sub) == [wv.words[2], wv.words[0]]  # order of the request, missing left out
+    torch.testing.assert_close(sub[wv.words[0]], wv.vectors[0], atol=1e-6, rtol=0)
+    everything = load_glove_subset(path, wv.words)
+    assert list(everything) == wv.words
+    with pytest.raises(TypeError, match="one string"):
+        load_glove_subset(path, "man")
+    with pytest.raises(FileNotFoundError):
+        load_glove_subset(tmp_path / "missing.txt", ["man"])
+
+    # nearest_by_cosine on the dict equals WordVectors.nearest, best first
+    query = everything["king"] - everything["man"] + everything["woman"]
+    got = nearest_by_cosine(query, everything, exclude={"king", "man", "woman"}, top_k=3)
+    assert got[0][0] == "queen"
+    assert [w for w, _ in got] == [
+        w for w, _ in wv.nearest(query, 3, exclude=("king", "man", "woman"))
+    ]
+    cos = [c for _, c in got]
+    assert cos == sorted(cos, reverse=True) and all(-1.0 <= c <= 1.0 + 1e-6 for c in cos)
+    q = everything["king"]
+    expect = float(normalized(q) @ normalized(everything["queen"]))
+    top = dict(nearest_by_cosine(q, everything, top_k=len(everything)))
+    assert top["queen"] == pytest.approx(expect, abs=1e-6) and top["king"] == pytest.approx(1.0)
+    assert "king" not in dict(nearest_by_cosine("king", wv, top_k=10))  # a word query is excluded
+    assert len(nearest_by_cosine(q, everything, exclude=["nope"], top_k=100)) == len(everything)
+    with pytest.raises(ValueError, match="top_k"):
+        nearest_by_cosine(q, everything, top_k=0)
+    with pytest.raises(ValueError, match="empty"):
+        nearest_by_cosine(q, {})

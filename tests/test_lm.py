@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from g2c.lm import (
+    MODELS,
     CompareConfig,
     CountsBigramLM,
     FlattenConsecutive,
     LMConfig,
     LSTMCell,
+    LSTMLanguageModel,
     MLPLanguageModel,
     NeuralBigramLM,
     RNNCell,
@@ -587,3 +589,34 @@ def test_tinyshakespeare_split_is_available_and_contiguous():
     tok, train_ids, val_ids = char_split(text)
     assert tok.vocab_size == 65 and len(train_ids) + len(val_ids) == len(text)
     assert tok.decode(val_ids[:20].tolist()) == text[len(train_ids) : len(train_ids) + 20]
+
+
+# -- course compatibility (API.md Addendum 06) and the name → class table --------------------
+def test_neural_bigram_accepts_ids_b_or_b1_and_logits_is_the_same_call():
+    m = NeuralBigramLM(7, 4, generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([0, 3, 6, 2])
+    out = m(ids)  # (B,)
+    assert out.shape == (4, 7)
+    torch.testing.assert_close(m(ids[:, None]), out)  # (B, 1)
+    torch.testing.assert_close(m.logits(ids), out)
+    torch.testing.assert_close(m.logits(ids[:, None]), out)
+    wide = torch.stack([torch.tensor([5, 5, 5, 5]), ids], dim=1)  # (B, 2): last column counts
+    torch.testing.assert_close(m(wide), out)
+    torch.testing.assert_close(out, m.head(m.embedding.weight[ids]))
+    with pytest.raises(ValueError, match=r"\(B,\)"):
+        m(torch.zeros(2, 2, 2, dtype=torch.long))
+    with pytest.raises(ValueError):
+        m(torch.tensor([7]))  # outside the vocabulary
+
+
+def test_build_model_uses_the_name_to_class_table():
+    cfg = dict(vocab_size=6, context_length=4, embedding_dim=3, hidden_dim=5)
+    for name, entry in MODELS.items():
+        m = build_model(LMConfig(model=name, **cfg), generator=torch.Generator().manual_seed(0))
+        assert type(m) is entry.cls
+        assert m(torch.randint(0, 6, (2, m.context_length))).shape == (2, 6)
+    assert MODELS["lstm"].cls is LSTMLanguageModel
+    a = build_model(LMConfig(model="lstm", **cfg), generator=torch.Generator().manual_seed(3))
+    b = RNNLanguageModel(6, 4, 3, 5, cell="lstm", generator=torch.Generator().manual_seed(3))
+    for (ka, va), (kb, vb) in zip(a.named_tensors(), b.named_tensors()):
+        assert ka == kb and torch.equal(va, vb)  # same weights as the explicit constructor

@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 from g2c.tensors import (
     TinyArray,
     broadcast_shapes,
+    classifier_forward,
     linear,
     log_softmax,
     matmul_flops,
@@ -603,3 +604,40 @@ def test_bench_matmul_quick_writes_json_and_plot(tmp_path):
 def test_example_smoke_runs():
     example = _load_script(REPO / "examples" / "02_tensors.py", "g2c_example_02")
     assert example.main(["--smoke"]) == 0
+
+
+# ============================================================================================
+# course compatibility (API.md Addendum 02): to_nested, classifier_forward
+# ============================================================================================
+def test_to_nested_gives_floats_in_the_arrays_shape():
+    a = TinyArray([1, 2, 3, 4, 5, 6], (2, 3))
+    nested = a.to_nested()
+    assert nested == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert all(type(x) is float for row in nested for x in row)
+    assert a.data == [1, 2, 3, 4, 5, 6]  # the array itself is unchanged (ints stay ints)
+    arr = np.arange(24, dtype=np.int64).reshape(2, 3, 4)
+    assert _tiny(arr).to_nested() == arr.astype(float).tolist()
+    assert TinyArray([7], ()).to_nested() == 7.0 and type(TinyArray([7], ()).to_nested()) is float
+    assert TinyArray([], (2, 0)).to_nested() == [[], []]
+
+
+def test_classifier_forward_is_linear_then_softmax_over_classes():
+    g = torch.Generator().manual_seed(0)
+    x, W, b = torch.randn(5, 4, generator=g), torch.randn(4, 3, generator=g), torch.randn(3)
+    logits, probs = classifier_forward(x, W, b)
+    torch.testing.assert_close(logits, F.linear(x, W.T, b))
+    torch.testing.assert_close(probs, torch.softmax(F.linear(x, W.T, b), dim=-1))
+    assert probs.shape == (5, 3)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(5))
+    big, p_big = classifier_forward(
+        torch.full((1, 1), 1e4), torch.ones(1, 2), torch.tensor([0.0, 1.0])
+    )
+    assert torch.isfinite(p_big).all()  # stable at logits 1e4
+    x3 = torch.randn(2, 5, 4, generator=g)  # leading axes pass through
+    assert classifier_forward(x3, W)[1].shape == (2, 5, 3)
+    with pytest.raises(ValueError, match="W's first axis"):
+        classifier_forward(x, torch.randn(3, 3))
+    with pytest.raises(TypeError, match="floating point"):
+        classifier_forward(torch.ones(2, 4, dtype=torch.long), W.long())
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        classifier_forward([[1.0]], W)

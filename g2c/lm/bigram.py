@@ -100,7 +100,10 @@ class NeuralBigramLM(Module):
         vocab_size: V; embedding_dim: D (both > 0, else ValueError).
         generator: optional ``torch.Generator`` for the initialisation.
 
-    ``x`` (B, ctx) long → logits (B, V) from the last token only; ``context_length`` = 1.
+    ``model(ids)`` and ``model.logits(ids)`` (the same call): ids (B,) or (B, 1) long → logits
+    (B, V) for the next token; a wider context (B, ctx) uses its last column, so the model also
+    fits the shared LM interface (``context_length`` = 1). Other ranks → ValueError; ids
+    outside [0, V) → ValueError; non-integer ids → TypeError.
     """
 
     def __init__(
@@ -115,12 +118,18 @@ class NeuralBigramLM(Module):
         with torch.no_grad():
             self.head.W.mul_(0.1)  # near-uniform start: initial loss ≈ log V
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, ctx) long → (B, V) logits for the token after ``x[:, -1]``."""
-        if x.dim() != 2:
-            raise ValueError(f"x must be (B, ctx), got shape {tuple(x.shape)}")
-        e = self.embedding(x[:, -1])  # (B,) -> (B, D)
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B,), (B, 1) or (B, ctx) long → (B, V) logits for the token after the last one."""
+        if not isinstance(ids, torch.Tensor) or ids.dim() not in (1, 2):
+            shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(f"ids must be (B,) or (B, ctx), got {shape}")
+        current = ids if ids.dim() == 1 else ids[:, -1]  # (B, ctx) -> (B,): the last token
+        e = self.embedding(current)  # (B,) -> (B, D)
         return self.head(e)  # (B, D) -> (B, V)
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """The same call as ``model(ids)``: (B,) / (B, 1) / (B, ctx) ids → (B, V) logits."""
+        return self(ids)
 
     def extra_repr(self) -> str:
         """The sizes shown by ``repr``."""

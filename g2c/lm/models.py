@@ -1,4 +1,4 @@
-"""Name → model table, the model config dataclass, and saving/loading a trained LM.
+"""Name → model class table (``MODELS``), the model config dataclass, and saving/loading an LM.
 
 ``LMConfig`` names the model (``bigram``, ``neural-bigram``, ``mlp``, ``rnn``, ``lstm``,
 ``wavenet``) and its sizes; it round-trips through JSON and is written into the run manifest, so
@@ -18,12 +18,34 @@ import torch
 from g2c.artifacts import load_safetensors, read_manifest, save_safetensors, write_manifest
 from g2c.lm.bigram import CountsBigramLM, NeuralBigramLM
 from g2c.lm.mlp import MLPLanguageModel
-from g2c.lm.rnn import RNNLanguageModel
+from g2c.lm.rnn import LSTMLanguageModel, RNNLanguageModel
 from g2c.lm.wavenet import WaveNetLM
 from g2c.nn import Module
 
 LM_FORMAT = "g2c.lm"
-MODEL_NAMES: tuple[str, ...] = ("bigram", "neural-bigram", "mlp", "rnn", "lstm", "wavenet")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of the name → class table: the class, the ``LMConfig`` fields it takes
+    positionally (in order), and whether it takes ``generator=`` (trained models do)."""
+
+    cls: type[Module]
+    fields: tuple[str, ...]
+    seeded: bool = True
+
+
+_SIZES = ("vocab_size", "context_length", "embedding_dim", "hidden_dim")
+# name -> class, in course order (simplest model first)
+MODELS: dict[str, ModelEntry] = {
+    "bigram": ModelEntry(CountsBigramLM, ("vocab_size", "smoothing"), seeded=False),
+    "neural-bigram": ModelEntry(NeuralBigramLM, ("vocab_size", "embedding_dim")),
+    "mlp": ModelEntry(MLPLanguageModel, _SIZES),
+    "rnn": ModelEntry(RNNLanguageModel, _SIZES),
+    "lstm": ModelEntry(LSTMLanguageModel, _SIZES),
+    "wavenet": ModelEntry(WaveNetLM, _SIZES),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 
 
 @dataclass
@@ -57,30 +79,16 @@ class LMConfig:
 
 
 def build_model(config: LMConfig, *, generator: torch.Generator | None = None) -> Module:
-    """Instantiate the model named by ``config.model``; an unknown name → ValueError listing them."""
-    c = config
-    if c.model == "bigram":
-        return CountsBigramLM(c.vocab_size, smoothing=c.smoothing)
-    if c.model == "neural-bigram":
-        return NeuralBigramLM(c.vocab_size, c.embedding_dim, generator=generator)
-    if c.model == "mlp":
-        return MLPLanguageModel(
-            c.vocab_size, c.context_length, c.embedding_dim, c.hidden_dim, generator=generator
-        )
-    if c.model in ("rnn", "lstm"):
-        return RNNLanguageModel(
-            c.vocab_size,
-            c.context_length,
-            c.embedding_dim,
-            c.hidden_dim,
-            cell=c.model,
-            generator=generator,
-        )
-    if c.model == "wavenet":
-        return WaveNetLM(
-            c.vocab_size, c.context_length, c.embedding_dim, c.hidden_dim, generator=generator
-        )
-    raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {c.model!r}")
+    """Instantiate the model named by ``config.model`` from the ``MODELS`` table.
+
+    ``generator`` seeds the initialisation of the trained models (the counts bigram has none).
+    An unknown name → ValueError listing the known ones; bad sizes → the model's ValueError.
+    """
+    entry = MODELS.get(config.model)
+    if entry is None:
+        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {config.model!r}")
+    args = [getattr(config, field) for field in entry.fields]
+    return entry.cls(*args, **({"generator": generator} if entry.seeded else {}))
 
 
 def save_lm(

@@ -198,17 +198,37 @@ class RNNLanguageModel(Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, ctx) long → (B, V) next-token logits from the final hidden state."""
         _check_window(x, self.context_length)
+        return self.head(self._run(x, keep_all=False))  # (B, H) -> (B, V)
+
+    def sequence_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T) long, any T >= 1 → (B, T, V): next-token logits after every prefix.
+
+        Position t sees tokens 0..t only (the recurrence is causal), like a causal
+        transformer's output; ``sequence_logits(x)[:, -1]`` equals ``forward(x)`` when T = ctx.
+        Used by sequence tasks (``g2c.lm.copy_task``). x not 2-D → ValueError.
+        """
+        if x.dim() != 2 or x.shape[1] < 1:
+            raise ValueError(f"x must be (B, T) token ids with T >= 1, got shape {tuple(x.shape)}")
+        return self.head(self._run(x, keep_all=True))  # (B, T, H) -> (B, T, V)
+
+    def _run(self, x: torch.Tensor, keep_all: bool) -> torch.Tensor:
+        """Run the cell over x (B, T): the last h (B, H), or every h (B, T, H) with keep_all."""
         e = self.embedding(x)  # (B, T) -> (B, T, D)
-        state = None
+        state, hs = None, []
         if self.fused_input:
             x_proj = e @ self.cell.W_ih + self.cell.b_ih  # (B, T, D) -> (B, T, kH), one matmul
-            for x_t in x_proj.unbind(1):  # unbind: one gradient stack, not T zero-filled copies
-                state = self.cell.recur(x_t, state)  # (B, kH) -> (B, H)
+            steps = x_proj.unbind(1)  # unbind: one gradient stack, not T zero-filled copies
+            step = self.cell.recur  # (B, kH) -> (B, H)
         else:
-            for t in range(x.shape[1]):
-                state = self.cell(e[:, t], state)  # (B, D) -> (B, H)
-        h = state[0] if isinstance(state, tuple) else state  # (B, H)
-        return self.head(h)  # (B, H) -> (B, V)
+            steps = e.unbind(1)
+            step = self.cell  # (B, D) -> (B, H)
+        for x_t in steps:
+            state = step(x_t, state)
+            if keep_all:
+                hs.append(state[0] if isinstance(state, tuple) else state)
+        if keep_all:
+            return torch.stack(hs, dim=1)  # T × (B, H) -> (B, T, H)
+        return state[0] if isinstance(state, tuple) else state  # (B, H)
 
     def extra_repr(self) -> str:
         """The sizes shown by ``repr``."""

@@ -5,7 +5,8 @@ The shared model interface: ``model.context_length`` (ctx) and ``model(x)`` with
 
 - ``get_batch``: B random windows of a 1-D id sequence and the token after each.
 - ``perplexity``: exp of the mean negative log-likelihood (nats) over next-token predictions,
-  batched and without gradients; ``bits_per_token`` = log2(perplexity) (bits per character for a
+  batched and without gradients, through ``g2c.training``'s evaluation home
+  (``mean_batch_loss``, ``perplexity_from_loss``); ``bits_per_token`` = log2(perplexity) (bits per character for a
   char model). Perplexity is the effective number of equally likely choices per token
   (Jelinek et al. 1977); a uniform model over V tokens scores exactly V.
 - ``sample``: ancestral sampling, one token at a time, from softmax(logits / temperature).
@@ -22,7 +23,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 from g2c.nn import SGD, Module, cross_entropy, log_softmax
-from g2c.training import AdamW, clip_grad_norm_, cosine_with_warmup
+from g2c.training import (
+    AdamW,
+    clip_grad_norm_,
+    cosine_with_warmup,
+    mean_batch_loss,
+    perplexity_from_loss,
+)
 
 
 def _as_ids(ids: torch.Tensor | Sequence[int], name: str = "ids") -> torch.Tensor:
@@ -111,8 +118,8 @@ def perplexity(
     ``ids[p − ctx : p]`` (ctx = ``model.context_length``). ``first_target`` defaults to ctx (every
     position with a full window); pass the largest context length of several models to score them
     on the same targets. ``max_targets`` keeps only the first that many targets (quick estimates
-    during training). Runs in eval mode without gradients, ``batch_size`` windows at a time;
-    restores the model's training flag.
+    during training). Runs in eval mode without gradients, ``batch_size`` windows at a time, via
+    :func:`g2c.training.mean_batch_loss`; restores the model's training flag.
 
     Returns a float ≥ 1 (nats-based perplexity; log2 of it is bits per token).
     Raises ValueError when first_target < ctx, when there is no target, or on bad sizes.
@@ -138,19 +145,20 @@ def perplexity(
         )
     windows = ids.unfold(0, ctx, 1)[first - ctx : first - ctx + n]  # (n, ctx), window p-ctx..p-1
     targets = ids[first : first + n]  # (n,)
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
-    try:
-        total = 0.0
-        for i in range(0, n, batch_size):
-            logits = model(windows[i : i + batch_size])  # (b, ctx) -> (b, V)
-            logp = log_softmax(logits.float(), dim=-1)  # (b, V)
-            total -= float(logp.gather(1, targets[i : i + batch_size, None]).sum())
-    finally:
-        if hasattr(model, "train"):
-            model.train(was_training)
-    return math.exp(total / n)
+    batches = [
+        (windows[i : i + batch_size], targets[i : i + batch_size]) for i in range(0, n, batch_size)
+    ]
+    # mean over batches of each batch's *summed* NLL, times batches / targets = mean NLL per
+    # target, whatever the size of the last batch
+    mean_sum = mean_batch_loss(model, batches, _summed_nll)
+    return perplexity_from_loss(mean_sum * len(batches) / n)
+
+
+def _summed_nll(model: Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Sum over a batch of −log p(target | window): windows (b, ctx), targets (b,) → scalar."""
+    windows, targets = batch
+    logp = log_softmax(model(windows).float(), dim=-1)  # (b, ctx) -> (b, V)
+    return -logp.gather(1, targets[:, None]).sum()
 
 
 def bits_per_token(ppl: float) -> float:

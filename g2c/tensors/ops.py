@@ -14,6 +14,7 @@ Source: Goodfellow, Bengio & Courville, *Deep Learning* (2016), sections 4.1 (th
 6.2.2.3 (softmax units).
 
 Shapes: ``linear``: x (..., in), W (in, out), b (out,) -> (..., out).
+``classifier_forward``: x (..., in), W (in, C), b (C,) -> logits and probs, both (..., C).
 ``softmax`` / ``log_softmax``: any shape, normalised along ``dim``; output has x's shape.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["linear", "softmax", "log_softmax"]
+__all__ = ["linear", "softmax", "log_softmax", "classifier_forward"]
 
 
 def _check_tensor(x: object, name: str, fn: str) -> torch.Tensor:
@@ -148,3 +149,31 @@ def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     x = _check_softmax_args(x, dim, "log_softmax")
     shifted = x - x.amax(dim=dim, keepdim=True).detach()  # max along dim becomes 0
     return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
+
+
+def classifier_forward(
+    x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear classifier's forward pass: ``logits = linear(x, W, b)``, ``probs = softmax(logits)``.
+
+    The two functions above composed, as the course's exercise writes it: class scores, then
+    probabilities over the last axis (the classes).
+
+    Args:
+        x: (..., in) floating-point inputs, e.g. a batch (B, in).
+        W: (in, C) weights, same dtype/device as x; b: (C,) bias or None.
+
+    Returns:
+        ``(logits, probs)``, both (..., C) in x's dtype; each row of ``probs`` is in [0, 1] and
+        sums to 1. Autograd flows through both.
+
+    Raises:
+        TypeError: a non-tensor argument, or x not floating point.
+        ValueError: as :func:`linear` (shapes, dtypes, devices).
+    """
+    if not _check_tensor(x, "x", "classifier_forward").is_floating_point():
+        raise TypeError(
+            f"classifier_forward: x must be floating point, got {x.dtype}; use x.float()"
+        )
+    logits = linear(x, W, b)  # (..., in) @ (in, C) + (C,) -> (..., C)
+    return logits, softmax(logits, dim=-1)  # (..., C) -> (..., C), rows sum to 1

@@ -257,6 +257,15 @@ class TinyArray:
 
         return build(0, 0)
 
+    def to_nested(self) -> Any:
+        """The elements as nested lists of floats in the array's shape (a float for a 0-d array).
+
+        Like :meth:`tolist` but every element converted with ``float`` (ints become 1.0, ...),
+        e.g. ``TinyArray([1, 2, 3, 4], (2, 2)).to_nested() == [[1.0, 2.0], [3.0, 4.0]]``;
+        an axis of size 0 gives an empty list there.
+        """
+        return TinyArray([float(x) for x in self.data], self.shape).tolist()
+
     def numpy(self) -> Any:
         """A NumPy array with the same shape and elements (for comparisons and plotting)."""
         import numpy as np

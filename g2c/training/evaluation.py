@@ -60,7 +60,7 @@ def mean_batch_loss(
         for batch in batches:
             out = loss_fn(model, batch)
             loss = out[0] if isinstance(out, tuple) else out
-            losses.append(loss.detach().float())
+            losses.append(loss.detach().double())  # float64 sum: no rounding drift
     finally:
         model.train(was_training)
     if not losses:
