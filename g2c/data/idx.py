@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from g2c.artifacts import atomic_write_bytes
 from g2c.data.resolution import dataset_file
 
 # IDX dtype byte → big-endian NumPy dtype.
@@ -73,8 +74,6 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool = Fa
     Supports the IDX dtypes (uint8, int8, int16, int32, float32, float64); others → ValueError.
     Used to build tiny test files and to export data in MNIST's format.
     """
-    from g2c.artifacts import atomic_write_bytes
-
     array = np.asarray(array)
     codes = {np.dtype(v).newbyteorder("="): k for k, v in IDX_DTYPES.items()}
     dtype = array.dtype.newbyteorder("=")
