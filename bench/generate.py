@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else args.repeats
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = TransformerLM(**CONFIG, attention_impl="sdpa", fused=True).eval()
+    model = TransformerLM(**CONFIG, init="gpt2").eval()  # the default kernels
     hf = hf_model()
     prompt = torch.randint(0, 65, (16,), generator=torch.Generator().manual_seed(0))
 

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     data = torch.tensor([lut[c] for c in text], dtype=torch.long)
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
-    model = TransformerLM(len(chars), 64, 2, 4, 32, attention_impl="sdpa", fused=True)
+    model = TransformerLM(len(chars), 64, 2, 4, 32, init="gpt2", attention_impl="sdpa", fused=True)
     t0 = time.perf_counter()
     losses = train(model, data, steps, g=g)
     print(f"char model: {steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f} "
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     V, curves = 16, {}
     for causal in (True, False):
         torch.manual_seed(args.seed)
-        m = TransformerLM(V, 32, 1, 2, 16, attention_impl="sdpa", fused=True)
+        m = TransformerLM(V, 32, 1, 2, 16, init="gpt2", attention_impl="sdpa", fused=True)
         for block in m.blocks:
             block.attn.causal = causal
         curves[causal] = train(m, None, steps, batch=32, lr=1e-2, g=g, random_vocab=V)
@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, kw in variants.items():
         torch.manual_seed(args.seed)
         g = torch.Generator().manual_seed(args.seed)
-        m = TransformerLM(len(chars), 64, 2, 4, 32, attention_impl="sdpa", fused=True, **kw)
+        m = TransformerLM(
+            len(chars), 64, 2, 4, 32, init="gpt2", attention_impl="sdpa", fused=True, **kw
+        )
         curve = train(m, data, steps, g=g)
         smooth = [sum(curve[max(0, i - 19) : i + 1]) / len(curve[max(0, i - 19) : i + 1])
                   for i in range(len(curve))]  # fmt: skip

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     for H in (1, 4, 8) if not args.smoke else (1, 4, 8):
         if D % H:
             continue
-        model = TransformerLM(tok.vocab_size, D, L, H, T, attention_impl="sdpa", fused=True,
+        model = TransformerLM(tok.vocab_size, D, L, H, T, init="gpt2", attention_impl="sdpa", fused=True,
                               generator=torch.Generator().manual_seed(0))  # fmt: skip
         r = train_for(model, train, val, steps=steps, batch_size=16, context_length=T,
                       max_lr=3e-3, eval_every=max(1, steps // 8), eval_iters=5 if args.smoke else 20)  # fmt: skip

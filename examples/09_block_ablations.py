@@ -48,7 +48,7 @@ def _no_residual_forward(self, x: torch.Tensor) -> torch.Tensor:
 def build(variant: str, vocab_size: int, D: int, L: int, H: int, T: int) -> TransformerLM:
     """The course model with one ablation applied (``pre-norm`` = the unmodified model)."""
     norm_position = "post" if variant == "post-norm" else "pre"
-    model = TransformerLM(vocab_size, D, L, H, T, norm_position=norm_position,
+    model = TransformerLM(vocab_size, D, L, H, T, init="gpt2", norm_position=norm_position,
                           attention_impl="sdpa", fused=True,
                           generator=torch.Generator().manual_seed(0))  # fmt: skip
     if variant == "no-residual":

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(batch_size=16, context_length=T, max_lr=3e-3, eval_iters=5 if args.smoke else 20)
 
     def model(**kw) -> TransformerLM:
-        return TransformerLM(tok.vocab_size, D, L, H, T, attention_impl="sdpa", fused=True,
+        return TransformerLM(tok.vocab_size, D, L, H, T, init="gpt2", attention_impl="sdpa", fused=True,
                              generator=torch.Generator().manual_seed(0), **kw)  # fmt: skip
 
     pos = {}

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     def build() -> tuple[TransformerLM, Trainer]:
         torch.manual_seed(1337)
         D, L, H, T = dims
-        model = TransformerLM(tok.vocab_size, D, L, H, T, attention_impl="sdpa", fused=True)
+        model = TransformerLM(
+            tok.vocab_size, D, L, H, T, init="gpt2", attention_impl="sdpa", fused=True
+        )
         trainer = Trainer(
             model, batch_size=12 if not args.smoke else 4, context_length=T, max_steps=steps,
             max_lr=1e-3, min_lr=1e-4, warmup_steps=min(100, steps // 10), grad_clip=1.0,

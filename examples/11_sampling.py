@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     tok = CharTokenizer(text + "0456789-.eE+\\")
     ids = torch.tensor(tok.encode(text), dtype=torch.long)
     torch.manual_seed(0)
-    model = TransformerLM(tok.vocab_size, 64, 2, 4, 128, attention_impl="sdpa", fused=True)
+    model = TransformerLM(
+        tok.vocab_size, 64, 2, 4, 128, init="gpt2", attention_impl="sdpa", fused=True
+    )
     steps = 30 if args.smoke else 400
     Trainer(model, batch_size=8, context_length=64, max_steps=steps, max_lr=3e-3,
             optimizer="adamw", device="cpu", seed=0, loss_impl="fused").train(ids)  # fmt: skip

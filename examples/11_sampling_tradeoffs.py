@@ -45,7 +45,7 @@ def get_model(smoke: bool, run_dir: str):
         return model, tok
     tok, train, val = text_ids(example_text(smoke), "char")
     D, L, T, steps = (16, 1, 16, 30) if smoke else (128, 4, 64, 1500)
-    model = TransformerLM(tok.vocab_size, D, L, 4 if not smoke else 2, T, attention_impl="sdpa",
+    model = TransformerLM(tok.vocab_size, D, L, 4 if not smoke else 2, T, init="gpt2", attention_impl="sdpa",
                           fused=True, generator=torch.Generator().manual_seed(0))  # fmt: skip
     train_for(model, train, val, steps=steps, batch_size=12, context_length=T, max_lr=1e-3,
               eval_iters=2 if smoke else 10)  # fmt: skip

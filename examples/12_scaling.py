@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     results, samples = {}, {}
     prompt = tok.encode("The ")
     for name, (D, L, H) in sizes.items():
-        model = TransformerLM(tok.vocab_size, D, L, H, T, attention_impl="sdpa", fused=True,
+        model = TransformerLM(tok.vocab_size, D, L, H, T, init="gpt2", attention_impl="sdpa", fused=True,
                               generator=torch.Generator().manual_seed(0))  # fmt: skip
         r = train_for(model, train, val, steps=steps, batch_size=B, context_length=T,
                       max_lr=2e-3 if D <= 128 else 1e-3, eval_every=max(1, steps // 5),

@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from g2c.attention import LayerKVCache, MultiHeadAttention, SelfAttention, attend, causal_mask
+from g2c.attention import (
+    LayerKVCache,
+    MultiHeadAttention,
+    SelfAttention,
+    attend,
+    attend_fused,
+    causal_mask,
+)
 from g2c.embeddings import RotaryEmbedding
 
 
@@ -27,6 +34,22 @@ def test_causal_mask_is_strictly_upper_triangular():
     assert m.tolist() == [[False, True, True], [False, False, True], [False, False, False]]
     with pytest.raises(ValueError, match="T"):
         causal_mask(0)
+    for cls in (SelfAttention, MultiHeadAttention):  # static on both classes
+        assert torch.equal(cls.causal_mask(3), m)
+        assert cls.causal_mask(2, device="cpu").device.type == "cpu"
+    assert torch.equal(MultiHeadAttention(8, 2).causal_mask(3), m)
+
+
+@pytest.mark.parametrize("use_mask", [True, False])
+def test_attend_fused_equals_reference(use_mask):
+    q, k, v = (torch.randn(3, 4, 7, 16, requires_grad=True) for _ in range(3))
+    mask = causal_mask(7) if use_mask else None
+    ref, fast = attend(q, k, v, mask), attend_fused(q, k, v, mask)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)
+    g_ref = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    g_fast = torch.autograd.grad(fast.square().sum(), (q, k, v))
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_three_token_hand_computed_example():
@@ -79,13 +102,13 @@ def test_attend_matches_torch_sdpa(use_mask):
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("num_kv_heads", [None, 2, 1])
 @pytest.mark.parametrize("use_rope", [False, True])
-def test_mha_explicit_equals_sdpa(causal, num_kv_heads, use_rope):
+@pytest.mark.parametrize("fast_kw", [{}, {"attention_impl": "sdpa"}])
+def test_mha_fast_paths_equal_reference(causal, num_kv_heads, use_rope, fast_kw):
     torch.manual_seed(1)
     rope = RotaryEmbedding(16, 8) if use_rope else None
-    ref = MultiHeadAttention(32, 4, causal, num_kv_heads=num_kv_heads, rope=rope)
-    fast = MultiHeadAttention(
-        32, 4, causal, num_kv_heads=num_kv_heads, rope=rope, attention_impl="sdpa"
-    )
+    ref = MultiHeadAttention(32, 4, causal, num_kv_heads=num_kv_heads, rope=rope, fused=False)
+    fast = MultiHeadAttention(32, 4, causal, num_kv_heads=num_kv_heads, rope=rope, **fast_kw)
+    assert fast.fused
     fast.load_state_dict(ref.state_dict())
     x = torch.randn(2, 9, 32, requires_grad=True)
     out_ref, out_fast = ref(x), fast(x)
@@ -98,7 +121,7 @@ def test_mha_explicit_equals_sdpa(causal, num_kv_heads, use_rope):
 @pytest.mark.parametrize("num_kv_heads", [None, 2])
 @pytest.mark.parametrize("bias", [True, False])
 def test_fused_projections_equal_separate_ones(num_kv_heads, bias):
-    ref = MultiHeadAttention(32, 4, num_kv_heads=num_kv_heads, bias=bias)
+    ref = MultiHeadAttention(32, 4, num_kv_heads=num_kv_heads, bias=bias, fused=False)
     fast = MultiHeadAttention(32, 4, num_kv_heads=num_kv_heads, bias=bias, fused=True)
     fast.load_state_dict(ref.state_dict())
     x = torch.randn(2, 9, 32)
@@ -197,16 +220,16 @@ def test_dropout_acts_in_training_only():
     torch.testing.assert_close(mha(x), ref(x))
     mha.train()
     assert not torch.allclose(mha(x), ref(x))
-    for impl in ("explicit", "sdpa"):
-        m = MultiHeadAttention(16, 2, dropout=0.5, attention_impl=impl)
+    for kw in ({"fused": False}, {}, {"attention_impl": "sdpa"}):
+        m = MultiHeadAttention(16, 2, dropout=0.5, **kw)
         assert not torch.allclose(m(x), m(x))  # fresh masks each call
 
 
-@pytest.mark.parametrize("impl", ["explicit", "sdpa"])
+@pytest.mark.parametrize("kw", [{"fused": False}, {}, {"attention_impl": "sdpa"}])
 @pytest.mark.parametrize("num_kv_heads", [None, 1])
-def test_forward_cached_token_by_token_equals_full_forward(impl, num_kv_heads):
+def test_forward_cached_token_by_token_equals_full_forward(kw, num_kv_heads):
     rope = RotaryEmbedding(16, 4)
-    mha = MultiHeadAttention(16, 4, num_kv_heads=num_kv_heads, rope=rope, attention_impl=impl)
+    mha = MultiHeadAttention(16, 4, num_kv_heads=num_kv_heads, rope=rope, **kw)
     x = torch.randn(2, 8, 16)
     full = mha(x)
     cache = LayerKVCache()
@@ -214,12 +237,12 @@ def test_forward_cached_token_by_token_equals_full_forward(impl, num_kv_heads):
     for t in range(8):
         out, cache = mha.forward_cached(x[:, t : t + 1], cache)
         outs.append(out)
-    assert cache.seq_len == 8
-    assert cache.k.shape == (2, mha.num_kv_heads, 8, 4)
+    assert cache.length == 8
+    assert cache.keys.shape == cache.values.shape == (2, mha.num_kv_heads, 8, 4)
     torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=0)
-    # prefill of several positions, then single steps
+    # prefill of several positions, then the rest
     cache.reset()
-    assert cache.seq_len == 0 and cache.k is None
+    assert cache.length == 0 and cache.keys is None
     a, _ = mha.forward_prefill(x[:, :5], cache)
     b, _ = mha.forward_prefill(x[:, 5:], cache)
     torch.testing.assert_close(torch.cat([a, b], 1), full, atol=1e-5, rtol=0)
@@ -237,6 +260,36 @@ def test_forward_cached_rejects_bad_use():
     mha.forward_cached(torch.randn(2, 1, 16), cache)
     with pytest.raises(ValueError, match="reset"):
         mha.forward_cached(torch.randn(3, 1, 16), cache)
+
+
+def test_layer_kv_cache_appends_and_validates_every_append():
+    k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 4, 8)
+    cache = LayerKVCache()
+    assert cache.length == 0 and cache.keys is None and cache.values is None
+    assert cache.append(k, v) is cache and cache.length == 4
+    cache.append(k[:, :, :1], v[:, :, :1])
+    assert cache.length == 5 and torch.equal(cache.values[:, :, 4], v[:, :, 0])
+    started = LayerKVCache(k, v)
+    assert started.length == 4 and torch.equal(started.keys, k)
+    bad_first = [
+        (torch.randn(2, 4, 8), torch.randn(2, 4, 8)),  # rank 3
+        (k, torch.randn(2, 3, 5, 8)),  # k and v differ
+        (k, None),
+    ]
+    for bk, bv in bad_first:
+        with pytest.raises(ValueError):
+            LayerKVCache().append(bk, bv)  # the FIRST append is checked too
+        with pytest.raises(ValueError):
+            LayerKVCache(bk, bv)
+    for other in (
+        torch.randn(1, 3, 1, 8),  # batch
+        torch.randn(2, 2, 1, 8),  # heads
+        torch.randn(2, 3, 1, 4),  # head_dim
+        torch.randn(2, 3, 1, 8, dtype=torch.float64),  # dtype
+    ):
+        with pytest.raises(ValueError):
+            cache.append(other, other.clone())
+    assert cache.length == 5  # failed appends changed nothing
 
 
 @pytest.mark.slow

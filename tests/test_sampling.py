@@ -14,17 +14,20 @@ from hypothesis import strategies as st
 
 from g2c.sampling import (
     JsonPrefixAutomaton,
+    StreamingDetokenizer,
     allowed_token_mask,
     apply_repetition_penalty,
     apply_temperature,
     beam_search,
     generate,
+    generate_cached,
     generate_json,
     stream_generate,
     top_k_filter,
     top_p_filter,
 )
-from g2c.tokenizer import CharTokenizer
+from g2c.sampling.streaming import complete_prefix_length
+from g2c.tokenizer import BPETokenizer, CharTokenizer, UnigramTokenizer, WordPieceTokenizer
 from g2c.transformer import TransformerLM
 
 INF = float("-inf")
@@ -32,7 +35,7 @@ INF = float("-inf")
 
 def _model(V=11, T=32, D=32, L=2, seed=0, **kw):
     torch.manual_seed(seed)
-    m = TransformerLM(V, D, L, 4, T, **kw)
+    m = TransformerLM(V, D, L, 4, T, **{"init": "gpt2", **kw})
     with torch.no_grad():  # larger weights than GPT-2 init so greedy paths are not flat
         for p in m.parameters():
             p.mul_(8.0 if p.dim() > 1 else 1.0)
@@ -172,6 +175,51 @@ def test_generate_eos_stop_and_errors():
     with pytest.raises(ValueError, match="decode"):
         generate(model, torch.tensor([0]), 5, stop_strings=["a"])
     assert torch.equal(generate(model, [4, 5], 0), torch.tensor([4, 5]))
+
+
+@pytest.mark.parametrize("bad", [-1, 11, 500])
+def test_generate_rejects_out_of_vocabulary_prompt_before_any_forward(bad):
+    model = _model()
+    calls = []
+    model.forward = lambda *a, **k: calls.append(1)  # would record any forward
+    model.forward_prefill = lambda *a, **k: calls.append(1)
+    for fn in (generate, generate_cached, stream_generate, beam_search):
+        with pytest.raises(ValueError, match=r"\[0, 11\)"):
+            fn(model, torch.tensor([1, bad, 2]), 3)
+    assert not calls
+
+
+def test_generate_cached_greedy_equals_generate_and_stops_at_max_seq_len():
+    model = _model(V=13, T=24)
+    prompt = torch.tensor([1, 2, 3])
+    out = generate_cached(model, prompt, 10, temperature=0)
+    assert out.dtype == torch.long and out.dim() == 1 and torch.equal(out[:3], prompt)
+    assert torch.equal(out, generate(model, prompt, 10, temperature=0))
+    assert torch.equal(generate_cached(model, [1, 2, 3], 10, temperature=0), out)
+    full = generate_cached(model, prompt, 100, temperature=0)  # would pass max_seq_len
+    assert full.shape == (24,)
+    assert torch.equal(full, generate(model, prompt, 21, temperature=0))
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    kw = dict(temperature=0.9, top_k=5, top_p=0.95, repetition_penalty=1.2)
+    assert torch.equal(
+        generate_cached(model, prompt, 12, generator=g(), **kw),
+        generate(model, prompt, 12, generator=g(), **kw),
+    )
+    eos = int(out[6])
+    stopped = generate_cached(model, prompt, 10, temperature=0, eos_id=eos)
+    assert int(stopped[-1]) == eos and len(stopped) <= 7
+    assert torch.equal(generate_cached(model, prompt, 0), prompt)
+
+
+def test_generate_cached_rejects_bad_arguments():
+    model = _model(V=13, T=8)
+    for bad in (torch.tensor([], dtype=torch.long), torch.tensor([[1, 2]]), torch.arange(8)):
+        with pytest.raises(ValueError):
+            generate_cached(model, bad, 3)
+    with pytest.raises(ValueError, match="temperature"):
+        generate_cached(model, torch.tensor([1]), 3, temperature=-0.5)
+    with pytest.raises(TypeError, match="KV cache"):
+        generate_cached(torch.nn.Linear(2, 2), torch.tensor([1]), 3)
 
 
 def test_generate_no_grads_and_restores_train_mode():
@@ -356,3 +404,88 @@ def test_example_smoke(capsys):
     assert module.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     assert "identical=True" in out and "JSON-constrained" in out
+
+
+# -- streaming detokenizer -----------------------------------------------------------------------
+_TEXT = "héllo wörld, naïve café — 日本語のテキスト 😀🎉 ok\n" * 3
+
+
+def _bpe() -> BPETokenizer:
+    tok = BPETokenizer(special_tokens=("<|endoftext|>", "<|user|>"))
+    tok.train(_TEXT, 300)
+    return tok
+
+
+def _stream(tok, ids) -> str:
+    det = StreamingDetokenizer(tok)
+    out = []
+    for i in ids:
+        out.append(det.push(i))
+        assert len(det.pending_bytes) <= 3
+    return "".join(out) + det.flush()
+
+
+_BPE = _bpe()
+
+
+@given(st.lists(st.integers(0, 299), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_streaming_detokenizer_equals_decode_for_random_ids(ids):
+    assert _stream(_BPE, ids) == _BPE.decode(ids)
+
+
+@given(st.lists(st.sampled_from([0xE6, 0x97, 0xA5, 0xF0, 0x9F, 0xED, 0xA0, 0x80, 0xC3, 0x41]),
+                max_size=30))  # fmt: skip
+@settings(max_examples=200, deadline=None)
+def test_streaming_detokenizer_equals_decode_on_byte_soup(ids):
+    """Lead bytes, continuations, surrogate encodings (ED A0 80) and ASCII in every order."""
+    assert _stream(_BPE, ids) == _BPE.decode(ids)
+
+
+def test_streaming_detokenizer_holds_back_split_characters():
+    tok = _BPE
+    det = StreamingDetokenizer(tok)
+    emoji = "😀".encode()  # F0 9F 98 80, pushed one byte token at a time
+    byte_ids = list(emoji)  # a trained BPE keeps byte b at id b
+    assert [det.push(i) for i in byte_ids] == ["", "", "", "😀"]
+    assert det.push(byte_ids[0]) == "" and det.flush() == "\ufffd"  # incomplete at the end
+    ids = tok.encode("a<|user|>b", allowed_special="all")
+    assert _stream(tok, ids) == "a<|user|>b"  # special ids decode to their string
+    assert complete_prefix_length(b"ab\xe6\x97") == 2
+    assert complete_prefix_length(b"\xe6\x97\xa5") == 3
+    assert complete_prefix_length(b"\x80\x80\x80\x80\x80") == 5
+    with pytest.raises(ValueError):
+        det.push(10**6)
+    with pytest.raises(TypeError):
+        det.push("a")
+    with pytest.raises(TypeError):
+        StreamingDetokenizer(object())
+
+
+def test_streaming_detokenizer_does_not_redecode_the_sequence():
+    class CountingBPE(BPETokenizer):
+        def decode(self, ids, **kw):  # the streaming path must never call these
+            raise AssertionError("decode called")
+
+        def decode_bytes(self, ids):
+            raise AssertionError("decode_bytes called")
+
+    tok = CountingBPE.from_dict(_BPE.to_dict())
+    ids = _BPE.encode(_TEXT * 5)
+    det = StreamingDetokenizer(tok)
+    text = "".join(det.push(i) for i in ids) + det.flush()
+    assert text == _BPE.decode(ids)
+
+
+def test_streaming_detokenizer_other_tokenizers():
+    char = CharTokenizer(_TEXT)
+    ids = char.encode(_TEXT)
+    assert _stream(char, ids) == char.decode(ids) == _TEXT
+    wp = WordPieceTokenizer()
+    wp.train("the quick brown fox jumps over the lazy dog, the end " * 20, 80)
+    ids = wp.encode("the quick fox jumps")
+    assert _stream(wp, ids) == wp.decode(ids)
+    uni = UnigramTokenizer().train("the quick brown fox jumps over the lazy dog " * 20, 40)
+    for text in ("the lazy fox", " the  dog", "zebra!"):  # "zebra!" has unknown characters
+        ids = uni.encode(text)
+        assert _stream(uni, ids) == uni.decode(ids)

@@ -49,14 +49,13 @@ def hf_llama_from_gguf(meta: dict, state: dict) -> torch.nn.Module:
 
 def g2c_greedy(model, prompt: torch.Tensor, n: int) -> list[int]:
     """Greedy decoding with the KV cache: prefill the prompt, then one token at a time."""
-    caches = model.new_kv_cache()
     out = []
     with torch.no_grad():
-        logits = model.forward_cached(prompt[None], caches)
+        logits, cache = model.forward_prefill(prompt[None], model.empty_kv_cache())
         for _ in range(n):
             nxt = int(logits[0, -1].argmax())
             out.append(nxt)
-            logits = model.forward_cached(torch.tensor([[nxt]]), caches)
+            logits, cache = model.forward_cached(torch.tensor([[nxt]]), cache)
     return out
 
 

@@ -9,9 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from g2c.nn import SGD
 from g2c.transformer import (
+    FEED_FORWARDS,
+    NORMS,
     Block,
     FeedForward,
+    KVCache,
     LayerKVCache,
     LayerNorm,
     RMSNorm,
@@ -53,7 +57,7 @@ def _randomize(model: TransformerLM) -> TransformerLM:
 
 # -- norms and feed-forwards ----------------------------------------------------------------
 def test_layernorm_matches_torch_and_handles_constant_rows():
-    ln = LayerNorm(8)
+    ln = LayerNorm(8, fused=False)
     with torch.no_grad():
         ln.gamma.copy_(torch.randn(8))
         ln.beta.copy_(torch.randn(8))
@@ -71,7 +75,7 @@ def test_layernorm_matches_torch_and_handles_constant_rows():
 
 
 def test_rmsnorm_matches_formula_and_fused():
-    rn = RMSNorm(8, eps=1e-6)
+    rn = RMSNorm(8, eps=1e-6, fused=False)
     with torch.no_grad():
         rn.gamma.copy_(torch.randn(8))
     x = torch.randn(4, 8) * 2
@@ -83,7 +87,7 @@ def test_rmsnorm_matches_formula_and_fused():
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_feedforward_reference_and_fused(approximate):
-    ff = FeedForward(8, approximate=approximate)
+    ff = FeedForward(8, approximate=approximate, fused=False)
     assert ff.hidden_dim == 32
     x = torch.randn(2, 3, 8)
     h = x @ ff.fc1.W + ff.fc1.b
@@ -94,7 +98,7 @@ def test_feedforward_reference_and_fused(approximate):
 
 
 def test_swiglu_matches_formula():
-    sw = SwiGLU(12)
+    sw = SwiGLU(12, fused=False)
     assert sw.hidden_dim == swiglu_hidden_dim(12) == 32
     assert swiglu_hidden_dim(576) == 1536  # SmolLM2-135M's intermediate size
     x = torch.randn(2, 3, 12)
@@ -102,6 +106,24 @@ def test_swiglu_matches_formula():
     torch.testing.assert_close(sw(x), ref, atol=1e-6, rtol=0)
     sw.fused = True
     torch.testing.assert_close(sw(x), ref, atol=1e-6, rtol=0)
+
+
+def test_layers_default_to_the_fused_path_and_tables_name_every_choice():
+    assert LayerNorm(8).fused and RMSNorm(8).fused and FeedForward(8).fused and SwiGLU(8).fused
+    assert set(NORMS) == {"layernorm", "rmsnorm"} and set(FEED_FORWARDS) == {"gelu", "swiglu"}
+    cfg = TransformerConfig(23, 16, 2, 4, 12, norm="rmsnorm", mlp="swiglu", fused=False)
+    blk = Block(16, 4, config=cfg)
+    assert isinstance(blk.ln1, RMSNorm) and isinstance(blk.ffn, SwiGLU) and not blk.ffn.fused
+    with pytest.raises(ValueError, match="config"):
+        Block(16, 4, config=cfg, mlp="gelu")
+
+
+def test_block_exposes_its_sizes():
+    blk = Block(16, 4)
+    assert (blk.embedding_dim, blk.num_heads, blk.hidden_dim, blk.causal) == (16, 4, 64, True)
+    blk = Block(16, 4, 40, False, mlp="swiglu")
+    assert (blk.hidden_dim, blk.causal) == (40, False)
+    assert Block(12, 3, mlp="swiglu").hidden_dim == swiglu_hidden_dim(12)
 
 
 def test_block_pre_and_post_norm():
@@ -160,6 +182,33 @@ def test_too_long_and_bad_ids_raise():
         tiny(num_kv_heads=3)
     with pytest.raises(ValueError, match="attention_impl"):
         tiny(attention_impl="flash")
+    with pytest.raises(ValueError, match="init"):
+        tiny(init="xavier")
+
+
+@pytest.mark.parametrize("bad", [-1, 23, 10**6])
+def test_out_of_vocabulary_ids_rejected_before_any_work(bad):
+    model = tiny()
+    idx = torch.tensor([[1, 2, bad]])
+    for call in (
+        lambda: model(idx),
+        lambda: model.forward_prefill(idx, model.empty_kv_cache()),
+        lambda: model.forward_cached(idx[:, -1:], model.empty_kv_cache()),
+        lambda: model.attention_weights(idx),
+    ):
+        with pytest.raises(ValueError, match=r"\[0, 23\)"):
+            call()
+    cache = model.empty_kv_cache()
+    with pytest.raises(ValueError):
+        model.forward_prefill(idx, cache)
+    assert cache.length == 0  # nothing was appended
+
+
+def test_model_exposes_its_sizes():
+    m = tiny(hidden_dim=24)
+    sizes = (m.vocab_size, m.embedding_dim, m.num_layers, m.num_heads, m.max_seq_len, m.hidden_dim)
+    assert sizes == (23, 16, 2, 4, 12, 24)
+    assert tiny().hidden_dim == 64 and tiny(mlp="swiglu").hidden_dim == swiglu_hidden_dim(16)
 
 
 def _closed_form_params(V, D, L, T, hidden=None, *, learned=True, bias=True, tied=True,
@@ -208,9 +257,11 @@ def test_flops_per_token_formula():
     assert m.estimate_flops_per_token(seq_len=32) == 6 * n + 12 * 4 * 32 * 128
 
 
-def test_weights_tied_and_init_scaled_for_depth():
+def test_gpt2_init_std_and_residual_scaling():
     torch.manual_seed(0)
-    m = TransformerLM(500, 256, 8, 4, 64)
+    m = TransformerLM(500, 256, 8, 4, 64, init="gpt2")
+    assert m.token_embed.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert m.pos_embed.weight.std().item() == pytest.approx(0.02, rel=0.05)
     names = [n for n, _ in m.named_parameters()]
     assert names.count("token_embed.weight") == 1 and m.lm_head is None
     assert m.head_bias is not None and (m.head_bias == 0).all()
@@ -224,6 +275,41 @@ def test_weights_tied_and_init_scaled_for_depth():
     idx = torch.randint(0, 500, (2, 8))
     m(idx).sum().backward()
     assert m.token_embed.weight.grad is not None
+
+
+def test_course_init_is_one_over_sqrt_fan_in():
+    torch.manual_seed(0)
+    m = TransformerLM(500, 256, 2, 4, 64)
+    assert m.config.init == "course"
+    b = m.blocks[0]
+    for W, fan_in in ((b.attn.q_proj.W, 256), (b.ffn.fc1.W, 256), (b.ffn.fc2.W, 1024),
+                      (b.attn.out_proj.W, 256), (m.token_embed.weight, 256)):  # fmt: skip
+        assert W.std().item() == pytest.approx(1 / math.sqrt(fan_in), rel=0.05)
+    assert (b.attn.q_proj.b == 0).all() and (b.ln1.gamma == 1).all() and (m.head_bias == 0).all()
+    g = torch.Generator().manual_seed(3)
+    a = TransformerLM(23, 16, 2, 4, 12, generator=g)
+    g.manual_seed(3)
+    c = TransformerLM(23, 16, 2, 4, 12, generator=g)
+    for (name, pa), pc in zip(a.named_parameters(), c.parameters()):
+        assert torch.equal(pa, pc), name  # reproducible from the generator
+
+
+def test_tiny_default_model_learns_with_plain_sgd():
+    """A repeating 5-token pattern: the default (course) init learns it with plain SGD."""
+    torch.manual_seed(0)
+    model = TransformerLM(8, 32, 2, 4, 16)
+    opt = SGD(model.parameters(), lr=0.1)
+    data = torch.tensor([1, 4, 2, 7, 3] * 8)
+    x = torch.stack([data[i : i + 16] for i in range(5)])
+    y = torch.stack([data[i + 1 : i + 17] for i in range(5)])
+    losses = []
+    for _ in range(30):
+        loss = F.cross_entropy(model(x).reshape(-1, 8), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 1.5 and losses[-1] < 0.05 * losses[0], losses[::5]
 
 
 def test_config_json_round_trip_and_pretrained_round_trip(tmp_path):
@@ -244,29 +330,60 @@ def test_config_json_round_trip_and_pretrained_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("impl", ["explicit", "sdpa"])
-def test_forward_cached_equals_forward(variant, impl):
-    model = _randomize(tiny(**VARIANTS[variant], attention_impl=impl)).eval()
+@pytest.mark.parametrize("kernels", [{"fused": False}, {}, {"attention_impl": "sdpa"}])
+def test_forward_cached_equals_forward(variant, kernels):
+    model = _randomize(tiny(**VARIANTS[variant], **kernels)).eval()
     idx = torch.randint(0, 23, (2, 12))
     full = model(idx)
-    caches = model.new_kv_cache()
-    assert len(caches) == 2 and all(isinstance(c, LayerKVCache) for c in caches)
-    parts = [model.forward_cached(idx[:, :5], caches)]  # prefill
+    cache = model.empty_kv_cache()
+    assert isinstance(cache, KVCache) and len(cache.layers) == 2 and len(cache) == 0
+    logits, cache = model.forward_prefill(idx[:, :5], cache)
+    parts = [logits]
     for t in range(5, 12):
-        parts.append(model.forward_cached(idx[:, t : t + 1], caches))
-    assert caches[0].seq_len == 12
+        logits, cache = model.forward_cached(idx[:, t : t + 1], cache)
+        assert logits.shape == (2, 1, 23)
+        parts.append(logits)
+    assert cache.length == len(cache) == 12 and cache.layers[0].keys.shape[2] == 12
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="max_seq_len"):
-        model.forward_cached(idx[:, :1], caches)
-    with pytest.raises(ValueError, match="one LayerKVCache per block"):
-        model.forward_cached(idx[:, :1], caches[:1])
+        model.forward_cached(idx[:, :1], cache)
+    with pytest.raises(ValueError, match="one new position"):
+        model.forward_cached(idx[:, :2], model.empty_kv_cache())
+    with pytest.raises(ValueError, match="2 layers"):
+        model.forward_prefill(idx[:, :1], KVCache.empty(3))
+
+
+def test_kv_cache_object():
+    cache = KVCache.empty(3)
+    assert len(cache.layers) == 3 and cache.length == 0 and len(cache) == 0
+    assert all(isinstance(c, LayerKVCache) for c in cache.layers)
+    with pytest.raises(ValueError, match="num_layers"):
+        KVCache.empty(0)
+    k = torch.randn(2, 4, 5, 8)
+    for layer in cache.layers:
+        layer.append(k, k)
+    assert cache.length == 5
+    cache.reorder(torch.tensor([1, 1, 0]))
+    assert cache.layers[0].keys.shape == (3, 4, 5, 8)
+    torch.testing.assert_close(cache.layers[2].values[2], k[0])
+
+
+def test_legacy_list_cache_form_still_works():
+    model = _randomize(tiny()).eval()
+    idx = torch.randint(0, 23, (1, 9))
+    caches = model.new_kv_cache()
+    a = model.forward_cached(idx[:, :6], caches)
+    b = model.forward_cached(idx[:, 6:], caches)
+    torch.testing.assert_close(torch.cat([a, b], 1), model(idx), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_fast_path_equals_reference(variant):
-    """attention_impl='sdpa' + fused=True gives the reference's logits and gradients."""
-    ref = _randomize(tiny(**VARIANTS[variant]))
-    fast = tiny(**VARIANTS[variant], attention_impl="sdpa", fused=True)
+@pytest.mark.parametrize("fast_kernels", [{}, {"attention_impl": "sdpa"}])
+def test_fast_path_equals_reference(variant, fast_kernels):
+    """The default (fused) path and fused + SDPA give the reference's logits and gradients."""
+    ref = _randomize(tiny(**VARIANTS[variant], fused=False))
+    fast = tiny(**VARIANTS[variant], **fast_kernels)
+    assert fast.config.fused and not ref.config.fused
     fast.load_state_dict(ref.state_dict())
     idx = torch.randint(0, 23, (3, 12))
     y = torch.randint(0, 23, (3, 12))
@@ -303,7 +420,7 @@ def test_matches_hf_gpt2_logits():
     idx = torch.randint(0, 50, (2, 16))
     with torch.no_grad():
         expected = hf(idx).logits
-    for overrides in ({}, {"attention_impl": "sdpa", "fused": True}):
+    for overrides in ({"fused": False}, {}, {"attention_impl": "sdpa"}):
         model = load_hf_gpt2(hf, **overrides)
         with torch.no_grad():
             torch.testing.assert_close(model(idx), expected, atol=1e-5, rtol=0)
@@ -312,9 +429,9 @@ def test_matches_hf_gpt2_logits():
 def test_attention_weights_per_layer_are_causal_distributions():
     from g2c.transformer import TransformerLM
 
-    model = TransformerLM(50, 32, 3, 4, 16, positional="rope")
+    model = TransformerLM(50, 32, 3, 4, 16, positional="rope", attention_impl="sdpa")
     idx = torch.randint(0, 50, (2, 10))
-    maps = model.attention_weights(idx)
+    maps = model.attention_weights(idx)  # explicit weights even when SDPA runs the forward
     assert len(maps) == 3 and model.training  # mode restored
     for w in maps:
         assert w.shape == (2, 4, 10, 10)

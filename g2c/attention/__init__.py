@@ -10,8 +10,11 @@ from g2c.attention.attention import (
     MultiHeadAttention,
     SelfAttention,
     attend,
+    attend_fused,
+    attend_sdpa,
     causal_mask,
     linear,
+    offset_causal_mask,
     softmax,
 )
 
@@ -21,7 +24,10 @@ __all__ = [
     "MultiHeadAttention",
     "LayerKVCache",
     "attend",
+    "attend_fused",
+    "attend_sdpa",
     "causal_mask",
+    "offset_causal_mask",
     "linear",
     "softmax",
 ]

@@ -10,9 +10,17 @@ attention reshapes D into H heads of size D/H: (B, T, D) → (B, H, T, D/H), att
 and reshapes back. Grouped-query attention (Ainslie et al. 2023) gives keys and values only
 H_kv heads, each shared by H/H_kv query heads.
 
-The explicit path writes every step with tensor ops; ``attention_impl="sdpa"`` hands the same
-computation to ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels), tested equal
-to the explicit path within 1e-5.
+Three ways to compute the same attention, each tested equal to the first within 1e-5:
+
+- the reference (``fused=False, attention_impl="explicit"``): :func:`attend`, every step written
+  with tensor ops and module 02's softmax — what the course walks through;
+- ``fused=True`` (the default): the same formula with torch's fused kernels — one Q/K/V matmul,
+  scores by ``baddbmm`` with the scale and the causal mask folded in, ``torch.softmax``
+  (:func:`attend_fused`);
+- ``attention_impl="sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` (flash /
+  memory-efficient kernels; the weights are never materialised).
+
+``attention_weights(x)`` always computes the weights explicitly, whatever the path.
 """
 
 from __future__ import annotations
@@ -47,6 +55,18 @@ def causal_mask(T: int, device: str | torch.device | None = None) -> torch.Tenso
     return torch.ones(T, T, dtype=torch.bool, device=device).triu(diagonal=1)
 
 
+def offset_causal_mask(
+    T_q: int, T_k: int, device: str | torch.device | None = None
+) -> torch.Tensor:
+    """Bool (T_q, T_k), True where key s lies after query t; the queries are the last T_q
+    positions (T_k − T_q + t), as when new positions attend over a KV cache."""
+    if T_q == T_k:
+        return causal_mask(T_q, device=device)
+    q_pos = torch.arange(T_k - T_q, T_k, device=device)[:, None]  # (T_q, 1)
+    k_pos = torch.arange(T_k, device=device)[None, :]  # (1, T_k)
+    return k_pos > q_pos
+
+
 def attend(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -63,15 +83,55 @@ def attend(
     ``return_weights``. ``dropout`` (a course Dropout) is applied to the weights.
     """
     d = q.shape[-1]
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(
-        d
-    )  # (..., T_q, d) @ (..., d, T_k) -> (..., T_q, T_k)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # (..., T_q, d) @ (..., d, T_k)
     if mask is not None:
         scores = scores.masked_fill(mask, float("-inf"))
-    weights = softmax(scores, dim=-1)  # rows sum to 1
+    weights = softmax(scores, dim=-1)  # (..., T_q, T_k), rows sum to 1
     dropped = dropout(weights) if dropout is not None else weights
     out = dropped @ v  # (..., T_q, T_k) @ (..., T_k, d) -> (..., T_q, d)
     return (out, weights) if return_weights else out
+
+
+def attend_fused(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Fast path of :func:`attend` (same result within 1e-5): the scale and the mask ride in
+    one ``baddbmm`` (scores = bias + q kᵀ / √d, bias −inf where hidden), then torch's softmax
+    kernel. q (B, H, T_q, d), k and v (B, H, T_k, d) → (B, H, T_q, d)."""
+    B, H, T_q, d = q.shape
+    T_k = k.shape[-2]
+    bias = torch.zeros(T_q, T_k, dtype=q.dtype, device=q.device)
+    if mask is not None:
+        bias = bias.masked_fill(mask, float("-inf"))
+    scores = torch.baddbmm(
+        bias.expand(B * H, T_q, T_k),
+        q.reshape(B * H, T_q, d),
+        k.reshape(B * H, T_k, d).transpose(1, 2),
+        alpha=1.0 / math.sqrt(d),
+    )  # (B·H, T_q, T_k)
+    weights = torch.softmax(scores, dim=-1)  # rows sum to 1
+    if dropout_p:
+        weights = F.dropout(weights, dropout_p)
+    return (weights @ v.reshape(B * H, T_k, d)).view(B, H, T_q, d)
+
+
+def attend_sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """Attention by ``F.scaled_dot_product_attention`` (fused kernels; same result as
+    :func:`attend` within 1e-5). ``causal`` queries are the last T_q of the T_k positions."""
+    T_q, T_k = q.shape[-2], k.shape[-2]
+    if not causal or T_q == 1:  # one new query sees every cached key
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    if T_q == T_k:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    allowed = ~offset_causal_mask(T_q, T_k, q.device)  # SDPA's bool mask: True = may attend
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
 
 
 class SelfAttention(Module):
@@ -80,8 +140,11 @@ class SelfAttention(Module):
     ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``: course ``Linear(D, D)``.
     ``forward(x)``: (B, T, D) → (B, T, D). ``attention_weights(x)``: (B, T, T), each row a
     softmax (sums to 1) of q·k/√D, zero above the diagonal when ``causal``.
-    Wrong input rank or width → ValueError.
+    ``SelfAttention.causal_mask(T, device=None)`` is static. Wrong input rank or width →
+    ValueError.
     """
+
+    causal_mask = staticmethod(causal_mask)
 
     def __init__(
         self,
@@ -101,18 +164,11 @@ class SelfAttention(Module):
         self.v_proj = Linear(D, D, bias=bias, generator=generator)
         self.out_proj = Linear(D, D, bias=bias, generator=generator)
 
-    def causal_mask(self, T: int) -> torch.Tensor:
-        """Bool (T, T), True strictly above the diagonal (see :func:`causal_mask`)."""
-        return causal_mask(T, device=self.q_proj.W.device)
-
-    def _check(self, x: torch.Tensor) -> None:
+    def _qkv_attend(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 3 or x.shape[-1] != self.embedding_dim:
             raise ValueError(f"x must be (B, T, {self.embedding_dim}), got shape {tuple(x.shape)}")
-
-    def _qkv_attend(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._check(x)
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # each (B, T, D)
-        mask = self.causal_mask(x.shape[1]) if self.causal else None
+        mask = causal_mask(x.shape[1], device=x.device) if self.causal else None
         return attend(q, k, v, mask, return_weights=True)  # (B, T, D), (B, T, T)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,45 +188,74 @@ class SelfAttention(Module):
 class LayerKVCache:
     """Keys and values of the positions seen so far, for one attention layer.
 
-    ``k``, ``v``: (B, H_kv, T, head_dim) tensors, or None while empty; ``seq_len`` is T (0 when
-    empty). ``append(k_new, v_new)`` concatenates along time and returns the full (k, v);
-    ``reset()`` empties the cache. Caching turns generation of n tokens from O(n²) projections
-    into O(n): each step computes q/k/v for the new position only.
+    ``keys``, ``values``: (B, H, T, head_dim) tensors (H = the layer's key/value heads), or
+    None while empty; ``length`` is T (0 when empty). ``LayerKVCache(keys, values)`` starts
+    from given tensors. ``append(k, v)`` concatenates (B, H, T_new, head_dim) along time and
+    returns the cache. The constructor and every append (the first one too) check that k and
+    v are 4-D tensors of equal shape and, once the cache holds something, the same batch,
+    heads, head_dim, device and dtype → ValueError otherwise. Caching turns generation of n
+    tokens from O(n²) projections into O(n): each step computes q/k/v for the new position
+    only.
     """
 
-    def __init__(self) -> None:
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
+    def __init__(self, keys: torch.Tensor | None = None, values: torch.Tensor | None = None):
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+        if keys is not None or values is not None:
+            self.append(keys, values)
 
     @property
-    def seq_len(self) -> int:
-        """Number of cached positions."""
-        return 0 if self.k is None else self.k.shape[-2]
+    def length(self) -> int:
+        """Number of cached positions T."""
+        return 0 if self.keys is None else self.keys.shape[-2]
 
-    def append(self, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add (B, H_kv, T_new, hd) keys/values; return the full (B, H_kv, T, hd) pair.
+    def _check(self, k: torch.Tensor | None, v: torch.Tensor | None) -> None:
+        for name, t in (("keys", k), ("values", v)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 4:
+                got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{name} must be a 4-D (B, H, T, head_dim) tensor, got {got}")
+        if k.shape != v.shape:
+            raise ValueError(
+                f"keys {tuple(k.shape)} and values {tuple(v.shape)} must have the same shape"
+            )
+        if self.keys is None:
+            return
+        old = self.keys
+        if (k.shape[0], k.shape[1], k.shape[3]) != (old.shape[0], old.shape[1], old.shape[3]):
+            raise ValueError(
+                f"new keys {tuple(k.shape)} do not match the cache {tuple(old.shape)} in batch, "
+                "heads or head_dim; call reset() (or start a new cache) for a different batch"
+            )
+        if k.device != old.device or k.dtype != old.dtype:
+            raise ValueError(
+                f"new keys on {k.device}/{k.dtype} do not match the cache on "
+                f"{old.device}/{old.dtype}"
+            )
 
-        A batch/head/width mismatch with what is cached → ValueError.
-        """
-        if self.k is None:
-            self.k, self.v = k_new, v_new
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> LayerKVCache:
+        """Add keys/values (B, H, T_new, head_dim) at the end of the time axis; returns self."""
+        self._check(k, v)
+        if self.keys is None:
+            self.keys, self.values = k, v
         else:
-            if k_new.shape[:-2] != self.k.shape[:-2] or k_new.shape[-1] != self.k.shape[-1]:
-                raise ValueError(
-                    f"new keys {tuple(k_new.shape)} do not match the cache {tuple(self.k.shape)}; "
-                    "call reset() before starting a different batch"
-                )
-            self.k = torch.cat((self.k, k_new), dim=-2)  # (B, H_kv, T + T_new, hd)
-            self.v = torch.cat((self.v, v_new), dim=-2)
-        return self.k, self.v
+            self.keys = torch.cat((self.keys, k), dim=-2)  # (B, H, T + T_new, head_dim)
+            self.values = torch.cat((self.values, v), dim=-2)
+        return self
+
+    def reorder(self, index: torch.Tensor) -> LayerKVCache:
+        """Keep batch rows ``index`` (1-D LongTensor), e.g. to follow surviving beams."""
+        if self.keys is not None:
+            self.keys, self.values = self.keys[index], self.values[index]
+        return self
 
     def reset(self) -> None:
         """Forget every cached position."""
-        self.k = None
-        self.v = None
+        self.keys = None
+        self.values = None
 
     def __repr__(self) -> str:
-        return f"LayerKVCache(seq_len={self.seq_len})"
+        shape = None if self.keys is None else tuple(self.keys.shape)
+        return f"LayerKVCache(length={self.length}, keys={shape})"
 
 
 class MultiHeadAttention(Module):
@@ -178,14 +263,18 @@ class MultiHeadAttention(Module):
 
     One projection each for Q, K, V and the output (8 parameter tensors with biases, whatever
     H); heads come from reshaping D into H × D/H. ``attention_weights(x)`` → (B, H, T, T),
-    scaled by 1/√(D/H).
+    scaled by 1/√(D/H). ``MultiHeadAttention.causal_mask(T, device=None)`` is static.
 
     Keyword-only extras: ``num_kv_heads`` (grouped-query attention: H_kv key/value heads,
     H % H_kv == 0; default H), ``rope`` (a RotaryEmbedding over head_dim applied to q and k),
     ``dropout`` (on the attention weights and on the output), ``bias``, ``attention_impl``
-    ("explicit" reference or "sdpa" = F.scaled_dot_product_attention; equal within 1e-5).
+    ("explicit" formula, or "sdpa" = F.scaled_dot_product_attention), ``fused`` (default
+    True: one Q/K/V matmul, addmm and :func:`attend_fused`; False = the reference, course
+    ``Linear`` calls and :func:`attend`). Every path equals the reference within 1e-5.
     D % H != 0, H % H_kv != 0 or an unknown impl → ValueError.
     """
+
+    causal_mask = staticmethod(causal_mask)
 
     def __init__(
         self,
@@ -198,7 +287,7 @@ class MultiHeadAttention(Module):
         dropout: float = 0.0,
         bias: bool = True,
         attention_impl: str = "explicit",
-        fused: bool = False,
+        fused: bool = True,
         generator: torch.Generator | None = None,
     ) -> None:
         if embedding_dim <= 0 or num_heads <= 0:
@@ -239,10 +328,6 @@ class MultiHeadAttention(Module):
         self.attn_dropout = Dropout(dropout)
         self.resid_dropout = Dropout(dropout)
 
-    def causal_mask(self, T: int) -> torch.Tensor:
-        """Bool (T, T), True strictly above the diagonal (see :func:`causal_mask`)."""
-        return causal_mask(T, device=self.q_proj.W.device)
-
     # -- the pieces, in data-flow order ------------------------------------------------
     def _project(
         self, x: torch.Tensor, offset: int = 0
@@ -252,7 +337,7 @@ class MultiHeadAttention(Module):
             raise ValueError(f"x must be (B, T, {self.embedding_dim}), got shape {tuple(x.shape)}")
         B, T, _ = x.shape
         hd = self.head_dim
-        if self.fused:
+        if self.fused:  # fast path: one (D, D + 2·kv_dim) matmul instead of three
             q, k, v = self._fused_qkv(x)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
@@ -265,7 +350,6 @@ class MultiHeadAttention(Module):
         return q, k, v
 
     def _fused_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Fast path: one (D, D + 2·kv_dim) matmul instead of three; split the result."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         W = torch.cat([p.W for p in projs], dim=1)  # (D, D + 2·kv_dim)
         b = torch.cat([p.b for p in projs]) if self.q_proj.b is not None else None
@@ -278,44 +362,37 @@ class MultiHeadAttention(Module):
         groups = self.num_heads // self.num_kv_heads
         return t if groups == 1 else t.repeat_interleave(groups, dim=1)
 
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q (B, H, T_q, hd) — the last T_q positions — over k, v (B, H_kv, T_k, hd)."""
+        k, v = self._expand_kv(k), self._expand_kv(v)
+        p = self.dropout_p if self.training else 0.0
+        if self.attention_impl == "sdpa":  # fast path: torch's fused attention kernel
+            return attend_sdpa(q, k, v, causal=self.causal, dropout_p=p)
+        T_q, T_k = q.shape[-2], k.shape[-2]
+        mask = offset_causal_mask(T_q, T_k, q.device) if self.causal else None
+        if self.fused:  # fast path: the same formula with fused kernels
+            return attend_fused(q, k, v, mask, dropout_p=p)
+        return attend(q, k, v, mask, dropout=self.attn_dropout)  # the reference
+
     def _merge_heads(self, out: torch.Tensor) -> torch.Tensor:
         """(B, H, T, hd) → (B, T, D), then the output projection."""
         B, _, T, _ = out.shape
         out = out.transpose(1, 2).reshape(B, T, self.embedding_dim)  # (B, H, T, hd) -> (B, T, D)
         return self.resid_dropout(linear(self.out_proj, out, self.fused))
 
-    def _attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int
-    ) -> torch.Tensor:
-        """Attention of q (B, H, T_q, hd) at absolute positions offset… over k, v (T_k = offset + T_q)."""
-        T_q, T_k = q.shape[-2], k.shape[-2]
-        k, v = self._expand_kv(k), self._expand_kv(v)
-        p = self.dropout_p if self.training else 0.0
-        if self.attention_impl == "sdpa":
-            if not self.causal or T_q == 1:  # one new query sees every cached key
-                return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-            if T_q == T_k:
-                return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-            allowed = ~_offset_causal_mask(T_q, T_k, q.device)  # SDPA: True = may attend
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
-        mask = _offset_causal_mask(T_q, T_k, q.device) if self.causal else None
-        return attend(q, k, v, mask, dropout=self.attn_dropout)
-
     # -- public API -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) → (B, T, D)."""
         q, k, v = self._project(x)
-        return self._merge_heads(self._attend(q, k, v, offset=0))
+        return self._merge_heads(self._attend(q, k, v))
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → (B, H, T, T) softmax weights (no dropout), scaled by 1/√(D/H)."""
-        q, k, _ = self._project(x)
-        k = self._expand_kv(k)  # (B, H, T, hd)
-        mask = self.causal_mask(x.shape[1]) if self.causal else None
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, T)
-        if mask is not None:
-            scores = scores.masked_fill(mask, float("-inf"))
-        return softmax(scores, dim=-1)
+        """(B, T, D) → (B, H, T, T) softmax weights (no dropout), scaled by 1/√(D/H).
+
+        Always the explicit formula (:func:`attend`), whatever ``attention_impl``/``fused``."""
+        q, k, v = self._project(x)
+        mask = causal_mask(x.shape[1], device=x.device) if self.causal else None
+        return attend(q, self._expand_kv(k), self._expand_kv(v), mask, return_weights=True)[1]
 
     def forward_cached(
         self, x_t: torch.Tensor, cache: LayerKVCache
@@ -337,28 +414,18 @@ class MultiHeadAttention(Module):
     ) -> tuple[torch.Tensor, LayerKVCache]:
         """Any number of new positions: x (B, T_new, D) → (out (B, T_new, D), cache).
 
-        New positions continue from ``cache.seq_len`` (RoPE offset, causal mask shifted) and
+        New positions continue from ``cache.length`` (RoPE offset, causal mask shifted) and
         their keys/values are appended to the cache. Non-causal attention → ValueError.
         """
         if not self.causal:
             raise ValueError("a KV cache needs causal attention (causal=True)")
-        offset = cache.seq_len
-        q, k_new, v_new = self._project(x, offset=offset)
-        k, v = cache.append(k_new, v_new)  # (B, H_kv, offset + T_new, hd)
-        return self._merge_heads(self._attend(q, k, v, offset=offset)), cache
+        q, k_new, v_new = self._project(x, offset=cache.length)
+        cache.append(k_new, v_new)  # now (B, H_kv, offset + T_new, hd)
+        return self._merge_heads(self._attend(q, cache.keys, cache.values)), cache
 
     def extra_repr(self) -> str:
         """Short description shown by ``repr``."""
         return (
             f"{self.embedding_dim}, num_heads={self.num_heads}, num_kv_heads={self.num_kv_heads}, "
-            f"causal={self.causal}, impl={self.attention_impl!r}"
+            f"causal={self.causal}, impl={self.attention_impl!r}, fused={self.fused}"
         )
-
-
-def _offset_causal_mask(T_q: int, T_k: int, device: torch.device) -> torch.Tensor:
-    """Bool (T_q, T_k), True where key s lies after query t; queries sit at T_k − T_q + t."""
-    if T_q == T_k:
-        return causal_mask(T_q, device=device)
-    q_pos = torch.arange(T_k - T_q, T_k, device=device)[:, None]  # (T_q, 1)
-    k_pos = torch.arange(T_k, device=device)[None, :]  # (1, T_k)
-    return k_pos > q_pos

@@ -16,7 +16,11 @@ import argparse
 import sys
 from collections.abc import Callable
 
+import torch
+
 from g2c.cli._common import add_runtime_flags, set_threads
+from g2c.runs import load_run, resolve_model
+from g2c.sampling import StreamingDetokenizer, stream_generate
 
 HELP = """commands (values: a number, or 'off' for top_k / top_p):
   /temperature X        sampling temperature (0 = greedy)         alias /temp
@@ -102,27 +106,25 @@ class Settings:
 
 
 def stream_sample(model, tok, prompt: str, s: Settings, write: Callable[[str], None]) -> str:
-    """Stream one sample after ``prompt`` through ``write``; returns the new text."""
-    import torch
+    """Stream one sample after ``prompt`` through ``write``; returns the new text.
 
-    from g2c.sampling import stream_generate
-
+    Each token's text goes out as soon as its characters are complete
+    (:class:`~g2c.sampling.StreamingDetokenizer`: O(1) work per token, a character split
+    across byte-level tokens is held back until its last byte arrives).
+    """
     ids = tok.encode(prompt) or tok.encode("\n")
     ids = ids[-model.max_seq_len :]
     gen = torch.Generator().manual_seed(s.seed)
-    new: list[int] = []
-    printed = 0
+    detok = StreamingDetokenizer(tok)
+    parts: list[str] = []
     for t in stream_generate(model, ids, s.max_tokens, temperature=s.temperature, top_k=s.top_k,
                              top_p=s.top_p, repetition_penalty=s.repetition_penalty,
                              generator=gen):  # fmt: skip
-        new.append(t)
-        text = tok.decode(new)
-        if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-            write(text[printed:])
-            printed = len(text)
-    text = tok.decode(new)
-    write(text[printed:])
-    return text
+        parts.append(detok.push(t))
+        write(parts[-1])
+    parts.append(detok.flush())
+    write(parts[-1])
+    return "".join(parts)
 
 
 def _writer(text: str) -> None:
@@ -132,8 +134,6 @@ def _writer(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, then one-shot samples or the playground."""
-    from g2c.runs import load_run, resolve_model
-
     set_threads(args.threads)
     path = resolve_model(args.run)
     device = "cpu" if args.device == "auto" else args.device

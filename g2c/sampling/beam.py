@@ -8,8 +8,8 @@ GNMT, simplified the way Hugging Face does it; length_penalty > 0 favours longer
 Search stops early when ``num_beams`` hypotheses are finished and no running beam can beat
 the worst of them (Hugging Face's ``early_stopping=False`` heuristic).
 
-With a KV cache the prompt is prefilled once, copied to every beam, and the caches' rows are
-reordered (``k[src]``, ``v[src]``) to follow the surviving beams. Shapes: beams (N, T) ids,
+With a KV cache the prompt is prefilled once, copied to every beam, and the cache's rows are
+reordered (``cache.reorder(src)``) to follow the surviving beams. Shapes: beams (N, T) ids,
 step logits (N, V).
 """
 
@@ -20,14 +20,21 @@ from collections.abc import Sequence
 import torch
 
 from g2c.nn import Module
-from g2c.sampling.generate import _as_prompt, _model_device, inference_mode
+from g2c.sampling.generate import (
+    _as_prompt,
+    _check_prompt_range,
+    _model_device,
+    has_kv_cache,
+    inference_mode,
+)
 
 
-def _beam_logits(model, seqs: torch.Tensor, caches, new_len: int):
-    """Next-token logits (N, V) for beams ``seqs`` (N, T); uses/updates ``caches`` or None."""
+def _beam_logits(model, seqs: torch.Tensor, cache, new_len: int):
+    """Next-token logits (N, V) for beams ``seqs`` (N, T); uses/updates ``cache`` or None."""
     max_len = getattr(model, "max_seq_len", None)
-    if caches is not None and (max_len is None or seqs.shape[1] <= max_len):
-        return model.forward_cached(seqs[:, -new_len:], caches)[:, -1], caches
+    if cache is not None and (max_len is None or seqs.shape[1] <= max_len):
+        logits, cache = model.forward_prefill(seqs[:, -new_len:], cache)
+        return logits[:, -1], cache
     ctx = seqs[:, -max_len:] if max_len else seqs
     return model(ctx)[:, -1], None  # past the window: full forwards from here on
 
@@ -50,6 +57,7 @@ def beam_search(
     negative max_new_tokens.
     """
     ids = _as_prompt(prompt)
+    _check_prompt_range(ids, getattr(model, "vocab_size", None))
     if not isinstance(num_beams, int) or num_beams < 1:
         raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
     if max_new_tokens < 0:
@@ -61,14 +69,14 @@ def beam_search(
     scores = torch.zeros(1, device=device)  # (N,) summed log-probs of running beams
     finished: list[tuple[float, torch.Tensor]] = []
     with inference_mode(model):
-        cached = use_cache and hasattr(model, "forward_cached")
+        cached = use_cache and has_kv_cache(model)
         max_len = getattr(model, "max_seq_len", None)
-        caches = model.new_kv_cache() if cached else None
+        cache = model.empty_kv_cache() if cached else None
         new_len = seqs.shape[1] if not max_len else min(seqs.shape[1], max_len)
-        if caches is not None and max_len and seqs.shape[1] > max_len:
-            caches = None  # prompt longer than the window: no cache
+        if cache is not None and max_len and seqs.shape[1] > max_len:
+            cache = None  # prompt longer than the window: no cache
         for step in range(max_new_tokens):
-            logits, caches = _beam_logits(model, seqs, caches, new_len)  # (N, V)
+            logits, cache = _beam_logits(model, seqs, cache, new_len)  # (N, V)
             logp = torch.log_softmax(logits.float(), dim=-1)
             V = logp.shape[-1]
             cand = (scores[:, None] + logp).reshape(-1)  # (N·V,)
@@ -93,9 +101,8 @@ def beam_search(
             seqs = torch.cat([seqs[src_t], torch.tensor(toks, device=device)[:, None]], dim=1)
             scores = torch.tensor(keep_scores, device=device)
             new_len = 1
-            if caches is not None:
-                for c in caches:
-                    c.k, c.v = c.k[src_t], c.v[src_t]  # follow the surviving beams
+            if cache is not None:
+                cache.reorder(src_t)  # follow the surviving beams
             best_running = float(scores.max()) / gen_len**length_penalty
             if len(finished) >= num_beams and best_running <= finished[-1][0]:
                 break

@@ -3,10 +3,12 @@
     logits = model(tokens[-max_seq_len:])[-1]          (V,) next-token scores
     logits → repetition penalty → temperature → top-k → top-p → softmax → sample (or argmax)
 
-With a KV cache (``model.new_kv_cache()`` / ``model.forward_cached``) each step feeds only the
-new token: the prompt is prefilled once, then every token costs a one-position forward instead
-of a forward over the whole context (Pope et al. 2022, "Efficiently Scaling Transformer
-Inference"). Greedy output is identical with and without the cache.
+With a KV cache (``model.empty_kv_cache()``, ``model.forward_prefill`` for the prompt,
+``model.forward_cached`` for each new token) each step feeds only the new token: the prompt is
+prefilled once, then every token costs a one-position forward instead of a forward over the
+whole context (Pope et al. 2022, "Efficiently Scaling Transformer Inference"). Greedy output is
+identical with and without the cache. :func:`generate_cached` is that loop written out, the
+course's version: no cropping, it stops at ``max_seq_len``.
 
 Context cropping: the model sees at most ``max_seq_len`` tokens. Without a cache that is the
 last ``max_seq_len`` tokens; with a cache, once the cached length would pass ``max_seq_len``,
@@ -55,11 +57,16 @@ def inference_mode(model: Module) -> Iterator[None]:
             model.train()
 
 
+def has_kv_cache(model) -> bool:
+    """True when ``model`` offers the KV-cache protocol (``empty_kv_cache``, ``forward_prefill``)."""
+    return hasattr(model, "empty_kv_cache") and hasattr(model, "forward_prefill")
+
+
 class Decoder:
     """Feeds a growing token sequence to ``model`` and returns next-token logits (V,).
 
-    ``use_cache`` (and a model with ``forward_cached``/``new_kv_cache``): only tokens not yet
-    in the cache are fed; past ``max_seq_len`` the cache is rebuilt from the last
+    ``use_cache`` (and a model with ``empty_kv_cache``/``forward_prefill``): only tokens not
+    yet in the cache are fed; past ``max_seq_len`` the cache is rebuilt from the last
     ``max_seq_len`` tokens (same logits as the uncached path). Call inside ``inference_mode``.
     """
 
@@ -68,10 +75,8 @@ class Decoder:
         self.device = _model_device(model)
         self.tokens: list[int] = [int(t) for t in tokens]
         self.max_len = int(getattr(model, "max_seq_len", 0)) or None
-        self.use_cache = bool(
-            use_cache and hasattr(model, "forward_cached") and hasattr(model, "new_kv_cache")
-        )
-        self.caches = None
+        self.use_cache = bool(use_cache and has_kv_cache(model))
+        self.cache = None
         self.n_cached = 0  # number of trailing tokens (from window start) held in the cache
         self.window_start = 0
 
@@ -88,13 +93,15 @@ class Decoder:
             ctx = self.tokens[-self.max_len :] if self.max_len else self.tokens
             return self.model(self._ids(ctx))[0, -1]  # (1, T, V) -> (V,)
         pending = self.tokens[self.window_start + self.n_cached :]
-        if self.caches is None or (self.max_len and self.n_cached + len(pending) > self.max_len):
+        if self.cache is None or (self.max_len and self.n_cached + len(pending) > self.max_len):
             window = self.tokens[-self.max_len :] if self.max_len else self.tokens
-            self.caches = self.model.new_kv_cache()  # (re)prefill the whole window
+            self.cache = self.model.empty_kv_cache()  # (re)prefill the whole window
             self.window_start = len(self.tokens) - len(window)
             self.n_cached = 0
             pending = window
-        logits = self.model.forward_cached(self._ids(pending), self.caches)  # (1, T_new, V)
+        logits, self.cache = self.model.forward_prefill(
+            self._ids(pending), self.cache
+        )  # (1, T_new, V)
         self.n_cached += len(pending)
         return logits[0, -1]
 
@@ -112,6 +119,15 @@ def _as_prompt(prompt) -> list[int]:
     if not prompt:
         raise ValueError("prompt is empty; give at least one token id (e.g. a newline or BOS)")
     return prompt
+
+
+def _check_prompt_range(ids: list[int], vocab_size: int | None) -> None:
+    """Prompt ids outside [0, vocab_size) → ValueError (before any forward, on every device)."""
+    if vocab_size is not None and ids and not 0 <= min(ids) <= max(ids) < vocab_size:
+        raise ValueError(
+            f"prompt ids must lie in [0, {vocab_size}) (the model's vocab_size), got range "
+            f"[{min(ids)}, {max(ids)}]; encode the prompt with the model's own tokenizer"
+        )
 
 
 def _check_sampling_args(temperature, top_k, top_p, repetition_penalty, max_new_tokens) -> None:
@@ -206,6 +222,7 @@ def _prepare(model, prompt, max_new_tokens, temperature, top_k, top_p, repetitio
     ids = _as_prompt(prompt)
     _check_sampling_args(temperature, top_k, top_p, repetition_penalty, max_new_tokens)
     V = getattr(model, "vocab_size", None)
+    _check_prompt_range(ids, V)
     if eos_id is not None and V is not None and not 0 <= eos_id < V:
         raise ValueError(f"eos_id must be a token id in [0, {V}), got {eos_id}")
     if stop_strings:
@@ -289,3 +306,67 @@ def generate(
     with inference_mode(model):  # the loop runs here, inside one no-grad/eval block
         new = list(it)
     return torch.tensor(ids + new, dtype=torch.long)
+
+
+def generate_cached(
+    model: Module,
+    prompt_ids: torch.Tensor | Sequence[int],
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """KV-cached generation written out (course module 11): prefill, then one token at a time.
+
+    ``prompt_ids``: 1-D ids (T,) (tensor or list), 1 ≤ T < ``model.max_seq_len``; ``model``
+    needs ``empty_kv_cache``, ``forward_prefill`` and ``forward_cached`` (a TransformerLM).
+    Returns prompt + new tokens as a 1-D LongTensor on the CPU; stops after ``eos_id`` or when
+    the sequence reaches ``max_seq_len`` (no cropping). Greedy (temperature 0) gives the same
+    tokens as :func:`generate`. Sampling as in :func:`sample_next_token`. No grads, eval mode
+    (restored).
+
+    Raises ValueError for an empty or not 1-D prompt, a prompt of max_seq_len tokens or more,
+    prompt ids outside [0, vocab_size), temperature < 0 and the other bad arguments
+    :func:`generate` rejects; TypeError for non-integer ids or a model without a KV cache.
+    """
+    if not (has_kv_cache(model) and hasattr(model, "forward_cached")):
+        raise TypeError(
+            f"generate_cached needs a model with a KV cache (empty_kv_cache, forward_prefill, "
+            f"forward_cached), got {type(model).__name__}; use generate"
+        )
+    if isinstance(prompt_ids, torch.Tensor) and prompt_ids.dim() != 1:
+        raise ValueError(f"prompt_ids must be 1-D (T,), got shape {tuple(prompt_ids.shape)}")
+    ids = _as_prompt(prompt_ids)
+    _check_sampling_args(temperature, top_k, top_p, repetition_penalty, max_new_tokens)
+    _check_prompt_range(ids, model.vocab_size)
+    T_max = model.max_seq_len
+    if len(ids) >= T_max:
+        raise ValueError(
+            f"prompt has {len(ids)} tokens; generate_cached needs fewer than max_seq_len "
+            f"({T_max}); crop it or use generate, which slides the window"
+        )
+    if eos_id is not None and not 0 <= eos_id < model.vocab_size:
+        raise ValueError(f"eos_id must be a token id in [0, {model.vocab_size}), got {eos_id}")
+    device = _model_device(model)
+    tokens = list(ids)
+    if max_new_tokens == 0:
+        return torch.tensor(tokens, dtype=torch.long)
+    with inference_mode(model):
+        cache = model.empty_kv_cache()
+        prompt = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+        logits, cache = model.forward_prefill(prompt, cache)  # (1, T, V)
+        for step in range(max_new_tokens):
+            tok = sample_next_token(
+                logits[0, -1], temperature=temperature, top_k=top_k, top_p=top_p,
+                repetition_penalty=repetition_penalty, prev_ids=tokens, generator=generator,
+            )  # fmt: skip
+            tokens.append(tok)
+            if tok == eos_id or len(tokens) >= T_max or step == max_new_tokens - 1:
+                break
+            new = torch.tensor([[tok]], dtype=torch.long, device=device)  # (1, 1)
+            logits, cache = model.forward_cached(new, cache)  # (1, 1, V)
+    return torch.tensor(tokens, dtype=torch.long)

@@ -25,7 +25,13 @@ from typing import Any
 import torch
 
 from g2c.nn import Module
-from g2c.sampling.generate import Decoder, _check_sampling_args, inference_mode, sample_next_token
+from g2c.sampling.generate import (
+    Decoder,
+    _check_prompt_range,
+    _check_sampling_args,
+    inference_mode,
+    sample_next_token,
+)
 
 # modes
 VALUE, ARR_FIRST, OBJ_FIRST, OBJ_KEY, COLON, AFTER, END = range(7)
@@ -303,6 +309,7 @@ def generate_json(
     _check_sampling_args(temperature, top_k, top_p, 1.0, max_new_tokens)
     ids = tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
     ids = ids.tolist() if isinstance(ids, torch.Tensor) else [int(t) for t in ids]
+    _check_prompt_range(ids, getattr(model, "vocab_size", None))
     if not ids:
         raise ValueError("prompt is empty; give at least one token (e.g. a newline)")
     V = int(getattr(model, "vocab_size", 0)) or len(vocab_bytes or [])

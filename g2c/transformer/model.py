@@ -1,147 +1,154 @@
 """TransformerLM: a decoder-only transformer language model (GPT-2 by default, Llama by switches).
 
-Data flow (Radford et al. 2019, GPT-2; nanoGPT's model.py):
+Data flow (Radford et al. 2019, GPT-2; nanoGPT's model.py), read top to bottom in ``forward``:
 
     idx (B, T) → token_embed (B, T, D) [+ pos_embed (T, D)] → blocks × L → ln_final
                → logits = x @ token_embedᵀ + head_bias (B, T, V)      (weights tied)
 
 Keyword-only switches turn the course model into a Llama-style one (Touvron et al. 2023):
 ``positional="rope"``, ``norm="rmsnorm"``, ``mlp="swiglu"``, ``num_kv_heads`` (grouped-query),
-``bias=False``. SmolLM2-135M loads into it exactly (see ``gguf_loader``).
+``bias=False``. SmolLM2-135M loads into it exactly (see ``gguf_loader``). ``fused=True`` (the
+default) runs every layer's fast branch; ``fused=False`` is the reference the course walks
+through, tested equal within 1e-5.
 
-Weight init follows GPT-2: every weight N(0, 0.02), residual output projections (attention
-``out_proj`` and the MLP's last layer) N(0, 0.02/√(2L)) so the residual stream's variance does
-not grow with depth, biases zero, norm gains one.
+Initialisation (``init``): "course" (default) gives every matrix the 1/√fan_in scale of the
+course's ``Linear`` — the tied token table is also the D → V output layer, so N(0, 1/D) — which
+lets tiny models learn with plain SGD; "gpt2" is GPT-2's recipe: every weight N(0, 0.02),
+residual output projections N(0, 0.02/√(2L)) so the residual stream's variance does not grow
+with depth. Biases zero and norm gains one in both.
 
-``forward_cached`` runs new positions against per-layer KV caches (``new_kv_cache()``), so
-generating n tokens costs n one-position forwards instead of n full ones.
+KV cache: ``empty_kv_cache()`` → :class:`KVCache`; ``forward_prefill(ids, cache)`` runs a prompt,
+``forward_cached(ids (B, 1), cache)`` one new position, so generating n tokens costs n
+one-position forwards instead of n full ones.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from g2c.attention import ATTENTION_IMPLS, LayerKVCache
+from g2c.artifacts import atomic_write_json, load_safetensors, save_safetensors
+from g2c.attention import LayerKVCache
 from g2c.embeddings import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEmbedding,
     TokenEmbedding,
 )
-from g2c.nn import Dropout, Module
-from g2c.transformer.layers import MLPS, NORMS, Block, make_norm
+from g2c.nn import Dropout, Linear, Module
+from g2c.transformer.config import INIT_NAMES, POSITIONALS, TransformerConfig
+from g2c.transformer.layers import Block, make_norm
 
-POSITIONALS = ("learned", "sinusoidal", "rope", "none")
 CONFIG_FORMAT = "g2c.transformer"
 
 
-@dataclass
-class TransformerConfig:
-    """Every hyper-parameter of a TransformerLM; ``to_dict``/``from_dict`` round-trip via JSON.
+class KVCache:
+    """The KV cache of a whole model: one :class:`LayerKVCache` per block.
 
-    Fields mirror :class:`TransformerLM`'s arguments. ``fused`` selects torch's fused kernels
-    for norms, GELU/SiLU, the embedding lookup and the output layer (same numbers as the
-    reference within float32 rounding); ``gelu_approximate`` is "none" (erf) or "tanh" (GPT-2).
+    ``KVCache.empty(num_layers)``; ``layers`` (list of LayerKVCache); ``length`` = cached
+    positions (the same in every layer) = ``len(cache)``. ``reorder(index)`` keeps batch rows
+    ``index`` in every layer (beam search).
     """
 
-    vocab_size: int
-    embedding_dim: int
-    num_layers: int
-    num_heads: int
-    max_seq_len: int
-    hidden_dim: int | None = None
-    positional: str = "learned"
-    norm: str = "layernorm"
-    norm_position: str = "pre"
-    mlp: str = "gelu"
-    num_kv_heads: int | None = None
-    dropout: float = 0.0
-    bias: bool = True
-    tie_embeddings: bool = True
-    attention_impl: str = "explicit"
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-5
-    gelu_approximate: str = "none"
-    fused: bool = False
+    def __init__(self, layers: list[LayerKVCache]) -> None:
+        self.layers = list(layers)
 
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "embedding_dim", "num_layers", "num_heads", "max_seq_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.embedding_dim % self.num_heads:
-            raise ValueError(
-                f"embedding_dim ({self.embedding_dim}) must be divisible by num_heads ({self.num_heads})"
-            )
-        if self.positional not in POSITIONALS:
-            raise ValueError(f"positional must be one of {POSITIONALS}, got {self.positional!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {tuple(NORMS)}, got {self.norm!r}")
-        if self.norm_position not in ("pre", "post"):
-            raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
-        if self.mlp not in MLPS:
-            raise ValueError(f"mlp must be one of {MLPS}, got {self.mlp!r}")
-        if self.attention_impl not in ATTENTION_IMPLS:
-            raise ValueError(
-                f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}"
-            )
-        if self.hidden_dim is not None and (
-            not isinstance(self.hidden_dim, int) or self.hidden_dim <= 0
-        ):
-            raise ValueError(f"hidden_dim must be a positive int or None, got {self.hidden_dim!r}")
-        if self.norm_eps <= 0 or self.rope_base <= 0:
-            raise ValueError(
-                f"norm_eps and rope_base must be > 0, got {self.norm_eps}, {self.rope_base}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.gelu_approximate not in ("none", "tanh"):
-            raise ValueError(
-                f"gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}"
-            )
-        kv = self.num_heads if self.num_kv_heads is None else self.num_kv_heads
-        if kv <= 0 or self.num_heads % kv:
-            raise ValueError(
-                f"num_heads ({self.num_heads}) must be a positive multiple of num_kv_heads ({kv})"
-            )
-        if self.positional in ("sinusoidal", "rope"):
-            dim = self.embedding_dim if self.positional == "sinusoidal" else self.head_dim
-            if dim % 2:
-                raise ValueError(f"positional={self.positional!r} needs an even dim, got {dim}")
+    @classmethod
+    def empty(cls, num_layers: int) -> KVCache:
+        """A cache with ``num_layers`` empty layers; num_layers < 1 → ValueError."""
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        return cls([LayerKVCache() for _ in range(num_layers)])
 
     @property
-    def head_dim(self) -> int:
-        """D / H."""
-        return self.embedding_dim // self.num_heads
+    def length(self) -> int:
+        """Number of cached positions."""
+        return self.layers[0].length if self.layers else 0
 
-    def to_dict(self) -> dict:
-        """Plain JSON-serialisable dict of every field."""
-        return asdict(self)
+    def __len__(self) -> int:
+        return self.length
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TransformerConfig:
-        """Inverse of :meth:`to_dict`; unknown keys → ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TransformerConfig keys: {unknown}; known: {sorted(known)}")
-        return cls(**d)
+    def reorder(self, index: torch.Tensor) -> KVCache:
+        """Keep batch rows ``index`` (1-D LongTensor) in every layer; returns self."""
+        for layer in self.layers:
+            layer.reorder(index)
+        return self
 
-    def to_json(self) -> str:
-        """JSON text of :meth:`to_dict`."""
-        return json.dumps(self.to_dict(), indent=2)
+    def __repr__(self) -> str:
+        return f"KVCache(num_layers={len(self.layers)}, length={self.length})"
 
-    @classmethod
-    def from_json(cls, text: str) -> TransformerConfig:
-        """Parse :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+
+# -- name → builder tables ------------------------------------------------------------------------
+PositionalParts = tuple[Module | None, RotaryEmbedding | None]  # (added table, rotary)
+PositionalBuilder = Callable[[TransformerConfig, torch.Generator | None], PositionalParts]
+
+
+def _learned(c: TransformerConfig, g: torch.Generator | None) -> PositionalParts:
+    return LearnedPositionalEmbedding(c.max_seq_len, c.embedding_dim, generator=g), None
+
+
+def _sinusoidal(c: TransformerConfig, g: torch.Generator | None) -> PositionalParts:
+    return SinusoidalPositionalEmbedding(c.max_seq_len, c.embedding_dim), None
+
+
+def _rope(c: TransformerConfig, g: torch.Generator | None) -> PositionalParts:
+    return None, RotaryEmbedding(c.max_seq_len, c.head_dim, base=c.rope_base)
+
+
+def _no_positions(c: TransformerConfig, g: torch.Generator | None) -> PositionalParts:
+    return None, None
+
+
+POSITIONAL_EMBEDDINGS: dict[str, PositionalBuilder] = {
+    "learned": _learned,
+    "sinusoidal": _sinusoidal,
+    "rope": _rope,
+    "none": _no_positions,
+}
+assert set(POSITIONAL_EMBEDDINGS) == set(POSITIONALS)
+
+
+def _normal_(t: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
+    t.copy_(torch.randn(t.shape, generator=generator, dtype=t.dtype) * std)
+
+
+@torch.no_grad()
+def course_init(model: TransformerLM, generator: torch.Generator | None = None) -> None:
+    """Every matrix N(0, 1/fan_in) (the course ``Linear``'s scale): Linear W (in, out) with
+    1/√in; the token table, which is also the D → V output layer, the position table and an
+    untied head with 1/√D. Biases 0, norm gains 1."""
+    std = 1.0 / math.sqrt(model.embedding_dim)
+    for table in model._tables():
+        _normal_(table, std, generator)
+    for lin in model._linears():
+        _normal_(lin.W, 1.0 / math.sqrt(lin.in_features), generator)
+
+
+@torch.no_grad()
+def gpt2_init(model: TransformerLM, generator: torch.Generator | None = None) -> None:
+    """GPT-2 (Radford et al. 2019; nanoGPT ``_init_weights``): every weight N(0, 0.02);
+    attention ``out_proj`` and the MLP's last layer N(0, 0.02/√(2L)); biases 0, gains 1."""
+    std = 0.02
+    resid_std = std / math.sqrt(2 * model.num_layers)
+    for table in model._tables():
+        _normal_(table, std, generator)
+    residual = {id(b.attn.out_proj) for b in model.blocks}
+    residual |= {id(_linears_of(b.ffn)[-1]) for b in model.blocks}
+    for lin in model._linears():
+        _normal_(lin.W, resid_std if id(lin) in residual else std, generator)
+
+
+INITS: dict[str, Callable[[TransformerLM, torch.Generator | None], None]] = {
+    "course": course_init,
+    "gpt2": gpt2_init,
+}
+assert set(INITS) == set(INIT_NAMES)
 
 
 class TransformerLM(Module):
@@ -150,9 +157,12 @@ class TransformerLM(Module):
     Attributes: ``token_embed`` (TokenEmbedding (V, D)), ``pos_embed`` (learned / sinusoidal
     table, or None for "rope"/"none"), ``rope`` (shared RotaryEmbedding over head_dim, or None),
     ``blocks`` (list of :class:`Block`), ``ln_final``, ``head_bias`` (V,) when ``bias``,
-    ``lm_head`` (V, D) when ``tie_embeddings=False`` (else None), ``config``, ``max_seq_len``,
-    ``vocab_size``. T > max_seq_len → ValueError; non-integer ids → TypeError; ids outside
-    [0, V) → ValueError (checked on CPU tensors; ``check_ids=False`` skips the check).
+    ``lm_head`` (V, D) when ``tie_embeddings=False`` (else None), ``config``, and the sizes
+    ``vocab_size``, ``embedding_dim``, ``num_layers``, ``num_heads``, ``max_seq_len``,
+    ``hidden_dim`` (resolved). Keyword switches: see :class:`TransformerConfig` (``fused``
+    default True, ``init`` default "course"). T > max_seq_len → ValueError; non-integer ids →
+    TypeError; ids outside [0, V) → ValueError, on every device, before any work
+    (``check_ids=False`` skips that check).
     """
 
     def __init__(
@@ -176,58 +186,34 @@ class TransformerLM(Module):
         rope_base: float = 10000.0,
         norm_eps: float = 1e-5,
         gelu_approximate: str = "none",
-        fused: bool = False,
+        fused: bool = True,
+        init: str = "course",
         check_ids: bool = True,
         generator: torch.Generator | None = None,
     ) -> None:
-        cfg = TransformerConfig(
+        c = TransformerConfig(
             vocab_size, embedding_dim, num_layers, num_heads, max_seq_len, hidden_dim,
             positional=positional, norm=norm, norm_position=norm_position, mlp=mlp,
             num_kv_heads=num_kv_heads, dropout=dropout, bias=bias, tie_embeddings=tie_embeddings,
             attention_impl=attention_impl, rope_base=rope_base, norm_eps=norm_eps,
-            gelu_approximate=gelu_approximate, fused=fused,
+            gelu_approximate=gelu_approximate, fused=fused, init=init,
         )  # fmt: skip
-        self.config = cfg
-        self.vocab_size = vocab_size
-        self.max_seq_len = max_seq_len
+        self.config = c
+        self.vocab_size, self.embedding_dim = c.vocab_size, c.embedding_dim
+        self.num_layers, self.num_heads, self.max_seq_len = c.num_layers, c.num_heads, c.max_seq_len
         self.check_ids = check_ids
-        D = embedding_dim
-        self.token_embed = TokenEmbedding(vocab_size, D, generator=generator)
-        self.pos_embed: Module | None = None
-        if positional == "learned":
-            self.pos_embed = LearnedPositionalEmbedding(max_seq_len, D, generator=generator)
-        elif positional == "sinusoidal":
-            self.pos_embed = SinusoidalPositionalEmbedding(max_seq_len, D)
-        self.rope = (
-            RotaryEmbedding(max_seq_len, cfg.head_dim, base=rope_base)
-            if positional == "rope"
-            else None
-        )
-        self.embed_dropout = Dropout(dropout)
+        V, D = c.vocab_size, c.embedding_dim
+        self.token_embed = TokenEmbedding(V, D, generator=generator)
+        self.pos_embed, self.rope = POSITIONAL_EMBEDDINGS[c.positional](c, generator)
+        self.embed_dropout = Dropout(c.dropout)
         self.blocks = [
-            Block(
-                D,
-                num_heads,
-                hidden_dim,
-                True,
-                norm_position=norm_position,
-                norm=norm,
-                mlp=mlp,
-                num_kv_heads=num_kv_heads,
-                rope=self.rope,
-                dropout=dropout,
-                bias=bias,
-                attention_impl=attention_impl,
-                norm_eps=norm_eps,
-                gelu_approximate=gelu_approximate,
-                fused=fused,
-                generator=generator,
-            )  # fmt: skip
-            for _ in range(num_layers)
+            Block(D, c.num_heads, c.hidden_dim, config=c, rope=self.rope, generator=generator)
+            for _ in range(c.num_layers)
         ]
-        self.ln_final = make_norm(norm, D, norm_eps, bias=bias, fused=fused)
-        self.lm_head = None if tie_embeddings else torch.empty(vocab_size, D, requires_grad=True)
-        self.head_bias = torch.zeros(vocab_size, requires_grad=True) if bias else None
+        self.hidden_dim = self.blocks[0].hidden_dim
+        self.ln_final = make_norm(c)
+        self.lm_head = None if c.tie_embeddings else torch.empty(V, D, requires_grad=True)
+        self.head_bias = torch.zeros(V, requires_grad=True) if c.bias else None
         self.init_weights(generator)
 
     @classmethod
@@ -236,36 +222,46 @@ class TransformerLM(Module):
         return cls(**config.to_dict(), **kwargs)
 
     # -- init -----------------------------------------------------------------------------
-    @torch.no_grad()
     def init_weights(self, generator: torch.Generator | None = None) -> None:
-        """GPT-2 init: weights N(0, 0.02); residual projections N(0, 0.02/√(2L)); biases 0;
-        norm gains 1."""
-        std = 0.02
-        resid_std = std / math.sqrt(2 * self.config.num_layers)
-
-        def normal_(t: torch.Tensor, s: float) -> None:
-            t.copy_(torch.randn(t.shape, generator=generator, dtype=t.dtype) * s)
-
-        normal_(self.token_embed.weight, std)
-        if isinstance(self.pos_embed, LearnedPositionalEmbedding):
-            normal_(self.pos_embed.weight, std)
-        if self.lm_head is not None:
-            normal_(self.lm_head, std)
-        if self.head_bias is not None:
-            self.head_bias.zero_()
-        for block in self.blocks:
-            attn, ffn = block.attn, block.ffn
-            residual = {id(attn.out_proj), id(getattr(ffn, "fc2", getattr(ffn, "down_proj", None)))}
-            for lin in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, *_linears(ffn)):
-                normal_(lin.W, resid_std if id(lin) in residual else std)
+        """(Re)initialise every parameter with the ``config.init`` recipe (table :data:`INITS`)."""
+        INITS[self.config.init](self, generator)
+        with torch.no_grad():  # both recipes: biases 0, norm gains 1
+            for lin in self._linears():
                 if lin.b is not None:
                     lin.b.zero_()
+            for norm in self._norms():
+                norm.gamma.fill_(1.0)
+                if getattr(norm, "beta", None) is not None:
+                    norm.beta.zero_()
+            if self.head_bias is not None:
+                self.head_bias.zero_()
+
+    def _tables(self) -> list[torch.Tensor]:
+        """The embedding-like matrices: token table, learned positions, untied head."""
+        tables = [self.token_embed.weight]
+        if isinstance(self.pos_embed, LearnedPositionalEmbedding):
+            tables.append(self.pos_embed.weight)
+        if self.lm_head is not None:
+            tables.append(self.lm_head)
+        return tables
+
+    def _linears(self) -> list[Linear]:
+        """Every course Linear of every block, in order."""
+        out = []
+        for b in self.blocks:
+            out += [b.attn.q_proj, b.attn.k_proj, b.attn.v_proj, b.attn.out_proj]
+            out += _linears_of(b.ffn)
+        return out
+
+    def _norms(self) -> list[Module]:
+        return [n for b in self.blocks for n in (b.ln1, b.ln2)] + [self.ln_final]
 
     # -- forward ----------------------------------------------------------------------------
     def _check_idx(self, idx: torch.Tensor, offset: int = 0) -> None:
+        """Type, shape, length and id range of ``idx`` (B, T) — before any work, any device."""
         if not isinstance(idx, torch.Tensor):
             raise TypeError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
-        if idx.dtype.is_floating_point or idx.dtype == torch.bool:
+        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
             raise TypeError(f"idx must be an integer (long) tensor, got {idx.dtype}")
         if idx.dim() != 2:
             raise ValueError(f"idx must be (B, T), got shape {tuple(idx.shape)}")
@@ -275,11 +271,11 @@ class TransformerLM(Module):
                 f"sequence length {offset + T} (cached {offset} + new {T}) exceeds max_seq_len "
                 f"{self.max_seq_len}; crop the input to the last {self.max_seq_len} tokens"
             )
-        if self.check_ids and idx.device.type == "cpu" and idx.numel():
-            lo, hi = torch.aminmax(idx)
+        if self.check_ids and idx.numel():
+            lo, hi = (int(v) for v in torch.aminmax(idx))  # one device sync on accelerators
             if lo < 0 or hi >= self.vocab_size:
                 raise ValueError(
-                    f"idx must hold ids in [0, {self.vocab_size}), got range [{int(lo)}, {int(hi)}]"
+                    f"idx must hold ids in [0, {self.vocab_size}), got range [{lo}, {hi}]"
                 )
 
     def _embed(self, idx: torch.Tensor, offset: int) -> torch.Tensor:
@@ -294,7 +290,7 @@ class TransformerLM(Module):
         """(B, T, D) → logits (B, T, V) through the tied (or untied) output matrix."""
         x = self.ln_final(x)
         W = self.token_embed.weight if self.lm_head is None else self.lm_head  # (V, D)
-        if self.config.fused:
+        if self.config.fused:  # fast path: one addmm
             return F.linear(x, W, self.head_bias)
         logits = x @ W.T  # (B, T, D) @ (D, V) -> (B, T, V)
         return logits + self.head_bias if self.head_bias is not None else logits
@@ -311,9 +307,9 @@ class TransformerLM(Module):
     def attention_weights(self, idx: torch.Tensor) -> list[torch.Tensor]:
         """Attention weights of every block for ids idx (B, T): a list of L tensors (B, H, T, T).
 
-        Rows sum to 1 (causal: zero above the diagonal). Runs in eval mode (no dropout) and
-        restores the previous mode. T > max_seq_len → ValueError. Used by the attention
-        inspector (``g2c inspect attention``).
+        Rows sum to 1 (causal: zero above the diagonal); computed with the explicit formula
+        whatever ``attention_impl``/``fused``. Runs in eval mode (no dropout) and restores the
+        previous mode. T > max_seq_len → ValueError. Used by ``g2c inspect attention``.
         """
         self._check_idx(idx)
         was_training = self.training
@@ -330,28 +326,42 @@ class TransformerLM(Module):
         return maps
 
     # -- KV cache -----------------------------------------------------------------------------
-    def new_kv_cache(self) -> list[LayerKVCache]:
-        """One empty :class:`LayerKVCache` per block."""
-        return [LayerKVCache() for _ in self.blocks]
+    def empty_kv_cache(self) -> KVCache:
+        """A :class:`KVCache` with one empty layer per block."""
+        return KVCache.empty(self.num_layers)
 
-    def forward_cached(self, idx: torch.Tensor, caches: list[LayerKVCache]) -> torch.Tensor:
-        """New tokens idx (B, T_new) after the cached positions → logits (B, T_new, V).
+    def forward_prefill(self, idx: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """New tokens idx (B, T_new) after the cached positions → (logits (B, T_new, V), cache).
 
-        Appends each layer's keys/values to ``caches`` and continues positions from the cache
-        length; works for a prompt prefill and for one token at a time, and equals the
-        matching positions of :meth:`forward` on the whole sequence within 1e-5. Cache length
-        + T_new > max_seq_len → ValueError; wrong number of caches → ValueError.
+        Appends each layer's keys/values and continues positions from ``cache.length``; equals
+        the matching positions of :meth:`forward` on the whole sequence within 1e-5. Cache
+        length + T_new > max_seq_len, a cache for another number of layers, or ids outside
+        [0, V) → ValueError.
         """
-        if len(caches) != len(self.blocks):
+        if not isinstance(cache, KVCache) or len(cache.layers) != self.num_layers:
             raise ValueError(
-                f"caches must hold one LayerKVCache per block ({len(self.blocks)}), got {len(caches)}"
+                f"cache must be a KVCache with {self.num_layers} layers "
+                f"(model.empty_kv_cache()), got {cache!r}"
             )
-        offset = caches[0].seq_len
-        self._check_idx(idx, offset)
-        x = self._embed(idx, offset=offset)
-        for block, cache in zip(self.blocks, caches):
-            x = block.forward_cached(x, cache)
-        return self._head(x)
+        self._check_idx(idx, cache.length)
+        x = self._embed(idx, offset=cache.length)
+        for block, layer_cache in zip(self.blocks, cache.layers):
+            x, _ = block.forward_prefill(x, layer_cache)
+        return self._head(x), cache
+
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """One new position idx (B, 1) → (logits (B, 1, V), cache with one more position).
+
+        More than one position → ValueError (use :meth:`forward_prefill`); past max_seq_len →
+        ValueError.
+        """
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.shape[1] != 1:
+            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(
+                f"forward_cached takes one new position idx (B, 1), got {shape}; "
+                "use forward_prefill for a prompt"
+            )
+        return self.forward_prefill(idx, cache)
 
     # -- accounting -----------------------------------------------------------------------------
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
@@ -385,8 +395,6 @@ class TransformerLM(Module):
     # -- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` and ``config.json`` (atomically) into ``directory``."""
-        from g2c.artifacts import atomic_write_json, save_safetensors
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_safetensors(directory / "model.safetensors", self.state_dict())
@@ -396,11 +404,15 @@ class TransformerLM(Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> TransformerLM:
+    def from_pretrained(
+        cls, directory: str | Path, device: str = "cpu", *, fused: bool = True
+    ) -> TransformerLM:
         """Load a model written by :meth:`save_pretrained`; missing files or another format →
-        FileNotFoundError / ValueError."""
-        from g2c.artifacts import load_safetensors
+        FileNotFoundError / ValueError.
 
+        ``fused`` picks the kernels (not part of the weights): the fast path by default, also for
+        directories saved before it became the default; ``fused=False`` for the reference path.
+        """
         directory = Path(directory)
         cfg_path = directory / "config.json"
         if not cfg_path.is_file():
@@ -409,6 +421,7 @@ class TransformerLM(Module):
         fmt = d.pop("format", None)
         if fmt != CONFIG_FORMAT:
             raise ValueError(f"{cfg_path}: format {fmt!r} is not {CONFIG_FORMAT!r}")
+        d["fused"] = fused
         model = cls.from_config(TransformerConfig.from_dict(d))
         model.load_state_dict(load_safetensors(directory / "model.safetensors"))
         return model.to(device)
@@ -422,7 +435,7 @@ class TransformerLM(Module):
         )
 
 
-def _linears(ffn: Module) -> list:
-    """The Linear layers of a FeedForward or SwiGLU, in order."""
+def _linears_of(ffn: Module) -> list[Linear]:
+    """The Linear layers of a FeedForward or SwiGLU, in order (the last one is residual)."""
     names = ("fc1", "fc2") if hasattr(ffn, "fc1") else ("gate_proj", "up_proj", "down_proj")
     return [getattr(ffn, n) for n in names]
