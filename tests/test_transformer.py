@@ -368,15 +368,6 @@ def test_kv_cache_object():
     torch.testing.assert_close(cache.layers[2].values[2], k[0])
 
 
-def test_legacy_list_cache_form_still_works():
-    model = _randomize(tiny()).eval()
-    idx = torch.randint(0, 23, (1, 9))
-    caches = model.new_kv_cache()
-    a = model.forward_cached(idx[:, :6], caches)
-    b = model.forward_cached(idx[:, 6:], caches)
-    torch.testing.assert_close(torch.cat([a, b], 1), model(idx), atol=1e-5, rtol=0)
-
-
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("fast_kernels", [{}, {"attention_impl": "sdpa"}])
 def test_fast_path_equals_reference(variant, fast_kernels):
