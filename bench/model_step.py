@@ -30,8 +30,12 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from g2c.artifacts import atomic_write_json  # noqa: E402
 from g2c.nn import cross_entropy  # noqa: E402
+from g2c.pretraining import Trainer  # noqa: E402
 from g2c.training import AdamW  # noqa: E402
 from g2c.transformer import TransformerLM  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _nanogpt_model import make_nanogpt_step  # noqa: E402
 
 CONFIG = dict(vocab_size=65, embedding_dim=128, num_layers=4, num_heads=4, max_seq_len=64)
 BATCH = 12
@@ -84,6 +88,23 @@ def make_g2c(variant: str):
         return loss
 
     return step, model.num_parameters()
+
+
+def make_g2c_trainer(data: torch.Tensor):
+    """step(x, y) running the default ``TransformerLM`` + ``Trainer.train_step`` (AdamW, betas
+    0.9/0.99, weight decay 0.1, clip 1.0 — nanoGPT's train.py settings). The Trainer draws its
+    own windows of ``data`` (``get_lm_batch``, ~0.05 ms: inside the timed step), so x, y are
+    ignored."""
+    torch.manual_seed(0)
+    model = TransformerLM(**CONFIG, init="gpt2")
+    trainer = Trainer(model, batch_size=BATCH, context_length=CONFIG["max_seq_len"],
+                      max_steps=10**9, max_lr=1e-3, weight_decay=0.1, grad_clip=1.0,
+                      optimizer="adamw", betas=(0.9, 0.99), device="cpu", seed=0)  # fmt: skip
+
+    def step(x, y):
+        return trainer.train_step(data)["loss"]
+
+    return step
 
 
 def make_hf():
@@ -215,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     runs = {
         "g2c (default) + g2c AdamW": default_step,
         "HF GPT2LMHeadModel + torch AdamW": hf_step,
+        "nanoGPT model.py + train.py step (clip 1.0)": make_nanogpt_step(
+            CONFIG["vocab_size"],
+            CONFIG["max_seq_len"],
+            CONFIG["num_layers"],
+            CONFIG["num_heads"],
+            CONFIG["embedding_dim"],
+        )[0],
+        "g2c TransformerLM + Trainer.train_step (default)": make_g2c_trainer(data),
         "g2c (attention_impl='sdpa') + g2c AdamW": make_g2c("sdpa")[0],
         "g2c (reference, fused=False) + g2c AdamW": make_g2c("reference")[0],
     }
@@ -237,15 +266,23 @@ def main(argv: list[str] | None = None) -> int:
         f"step time, config {CONFIG} batch {BATCH}, {args.threads} thread(s), "
         f"{args.rounds}x{args.steps_per_round} steps each, load {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'model':<50} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'vs HF':>7}")
+    nano_name = "nanoGPT model.py + train.py step (clip 1.0)"
+    print(
+        f"{'model':<50} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'vs HF':>7} "
+        f"{'vs nanoGPT':>10}"
+    )
     rows = []
     for name, v in times.items():
         qs = statistics.quantiles([t * 1e3 for t in v], n=10)
         ratio = med[name] / med[hf_name]
-        print(f"{name:<50} {med[name]:>10.2f} {qs[0]:>8.2f} {qs[-1]:>8.2f} {ratio:>7.3f}")
+        ratio_nano = med[name] / med[nano_name]
+        print(
+            f"{name:<50} {med[name]:>10.2f} {qs[0]:>8.2f} {qs[-1]:>8.2f} {ratio:>7.3f} "
+            f"{ratio_nano:>10.3f}"
+        )
         rows.append(
             {"name": name, "median_ms": med[name], "p10_ms": qs[0], "p90_ms": qs[-1],
-             "ratio_vs_hf": ratio}
+             "ratio_vs_hf": ratio, "ratio_vs_nanogpt": ratio_nano}
         )  # fmt: skip
     result = {
         "config": CONFIG,

@@ -463,14 +463,34 @@ def test_device_peak_flops_override_measure_and_disk_cache(monkeypatch, tmp_path
     monkeypatch.delenv("G2C_PEAK_FLOPS")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(flops_mod, "_MEMO", {})
+    rates = [7e10]  # per-core rates the next measurements return
     calls = []
-    monkeypatch.setattr(flops_mod, "measure_matmul_flops", lambda *a, **k: calls.append(1) or 7e10)
-    assert device_peak_flops("cpu") == (7e10, True) and device_peak_flops("cpu")[0] == 7e10
-    assert len(calls) == 1  # cached in-process
-    cached = json.loads((tmp_path / "g2c" / "peak_flops.json").read_text())
-    assert list(cached.values()) == [7e10] and "threads=" in next(iter(cached))
-    monkeypatch.setattr(flops_mod, "_MEMO", {})
-    assert device_peak_flops("cpu")[0] == 7e10 and len(calls) == 1  # read back from disk
+
+    def fake_measure(*args, **kwargs):
+        calls.append(torch.get_num_threads())
+        return rates[0]
+
+    monkeypatch.setattr(flops_mod, "measure_matmul_flops", fake_measure)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert device_peak_flops("cpu") == (2 * 7e10, True)  # threads × per-core peak
+        assert device_peak_flops("cpu")[0] == 2 * 7e10 and calls == [1]  # once, on one thread
+        cached = json.loads((tmp_path / "g2c" / "peak_flops.json").read_text())
+        assert list(cached.values()) == [7e10] and "per-core" in next(iter(cached))
+        # a later measurement on a loaded machine is lower: the cached maximum stands
+        rates[0] = 3e10
+        monkeypatch.setattr(flops_mod, "_MEMO", {})
+        assert device_peak_flops("cpu")[0] == 2 * 7e10 and len(calls) == 2
+        # a higher one replaces it
+        rates[0] = 9e10
+        monkeypatch.setattr(flops_mod, "_MEMO", {})
+        torch.set_num_threads(1)
+        assert device_peak_flops("cpu")[0] == 9e10
+        cached = json.loads((tmp_path / "g2c" / "peak_flops.json").read_text())
+        assert list(cached.values()) == [9e10]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_measure_matmul_flops_is_positive():
