@@ -141,10 +141,14 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
 
 
-def make_nanogpt_step(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int):
-    """(step(x, y) -> loss, parameter count): nanoGPT's train.py step at this config."""
+def make_nanogpt_step(
+    vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, bias: bool = False
+):
+    """(step(x, y) -> loss, parameter count): nanoGPT's train.py step at this config.
+    ``bias=False`` is train.py's default; ``bias=True`` (model.py's default) has the same
+    architecture as g2c's default TransformerLM (biases in every Linear and LayerNorm)."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size, vocab_size, n_layer, n_head, n_embd)).train()
+    model = GPT(GPTConfig(block_size, vocab_size, n_layer, n_head, n_embd, bias=bias)).train()
     opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
 
     def step(x, y):

@@ -233,16 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     data = _data()
     hf_step, hf_params, hf_attn = make_hf()
     default_step, g2c_params = make_g2c("default")
+    nano_args = (CONFIG["vocab_size"], CONFIG["max_seq_len"], CONFIG["num_layers"],
+                 CONFIG["num_heads"], CONFIG["embedding_dim"])  # fmt: skip
     runs = {
         "g2c (default) + g2c AdamW": default_step,
         "HF GPT2LMHeadModel + torch AdamW": hf_step,
-        "nanoGPT model.py + train.py step (clip 1.0)": make_nanogpt_step(
-            CONFIG["vocab_size"],
-            CONFIG["max_seq_len"],
-            CONFIG["num_layers"],
-            CONFIG["num_heads"],
-            CONFIG["embedding_dim"],
-        )[0],
+        "nanoGPT model.py + train.py step (clip 1.0)": make_nanogpt_step(*nano_args)[0],
+        "nanoGPT, bias=True (g2c's architecture)": make_nanogpt_step(*nano_args, bias=True)[0],
         "g2c TransformerLM + Trainer.train_step (default)": make_g2c_trainer(data),
         "g2c (attention_impl='sdpa') + g2c AdamW": make_g2c("sdpa")[0],
         "g2c (reference, fused=False) + g2c AdamW": make_g2c("reference")[0],

@@ -10,6 +10,7 @@ Flags → ``LMTrainConfig`` / ``CompareConfig`` + ``LMData`` → ``g2c.runs.lm.t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from rich.table import Table
@@ -75,17 +76,18 @@ def _data(args: argparse.Namespace) -> lm_stage.LMData:
                            val_fraction=args.val_fraction)  # fmt: skip
 
 
+def _from_flags(cls, args: argparse.Namespace, **fields):
+    """``cls`` (a settings dataclass) with every field that has a flag of the same name."""
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
+    }
+    return cls(**{**values, **fields})
+
+
 def _train(args: argparse.Namespace) -> int:
     """Flags → ``LMTrainConfig`` → ``runs.lm.train`` → a table and the sample."""
     threads = set_threads(args.threads)
-    config = lm_stage.LMTrainConfig(
-        model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        grad_clip=args.grad_clip, context_length=args.context_length,
-        embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
-        eval_every=args.eval_every, eval_tokens=args.eval_tokens,
-        sample_tokens=args.sample_tokens, temperature=args.temperature, seed=args.seed,
-        device=args.device,
-    )  # fmt: skip
+    config = _from_flags(lm_stage.LMTrainConfig, args)
     data = _data(args)
     out = Path(args.out) if args.out else g2c_home() / f"lm-{args.model}"
     console.print(f"[bold]{args.model}[/] on {args.text_file or args.data}, device "
@@ -118,13 +120,7 @@ def _compare(args: argparse.Namespace) -> int:
     """Flags → ``CompareConfig`` → ``runs.lm.compare`` → the perplexity table and samples."""
     threads = set_threads(args.threads)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    cfg = CompareConfig(
-        models=models, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        grad_clip=args.grad_clip, context_length=args.context_length,
-        embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
-        eval_every=args.eval_every, eval_tokens=args.eval_tokens,
-        sample_tokens=args.sample_tokens, seed=args.seed,
-    )  # fmt: skip
+    cfg = _from_flags(CompareConfig, args, models=models)
     out = Path(args.out) if args.out else g2c_home() / "lm-compare"
     console.print(f"comparing {', '.join(models)} on {args.text_file or args.data}, "
                   f"{args.steps} steps × {args.batch_size}, device {args.device}, "

@@ -21,10 +21,18 @@ from g2c.lm.data import char_split
 from g2c.lm.mlp import MLPLanguageModel
 from g2c.lm.models import MODEL_NAMES, MODELS, LMConfig, build_model, load_lm, save_lm
 from g2c.lm.rnn import LSTMCell, LSTMLanguageModel, RNNCell, RNNLanguageModel
-from g2c.lm.train import bits_per_token, get_batch, perplexity, sample, train_lm
+from g2c.lm.train import (
+    LMTrainSettings,
+    bits_per_token,
+    get_batch,
+    perplexity,
+    sample,
+    train_lm,
+)
 from g2c.lm.wavenet import FlattenConsecutive, WaveNetLM
 
 __all__ = [
+    "LMTrainSettings",
     "CountsBigramLM",
     "NeuralBigramLM",
     "MLPLanguageModel",

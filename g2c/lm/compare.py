@@ -22,33 +22,17 @@ import torch
 
 from g2c.artifacts import atomic_write_with
 from g2c.lm.models import MODEL_NAMES, LMConfig, build_model
-from g2c.lm.train import bits_per_token, perplexity, sample, train_lm
+from g2c.lm.train import LMTrainSettings, bits_per_token, perplexity, sample, train_lm
 
 
 @dataclass
-class CompareConfig:
-    """Settings of the comparison (every trained model gets the same budget).
-
-    ``steps`` × ``batch_size`` training windows per model; AdamW at ``lr`` with a cosine decay to
-    ``lr/10`` and ``grad_clip``; shared sizes ``context_length`` / ``embedding_dim`` /
-    ``hidden_dim`` (the neural bigram uses embedding_dim = V, a full-rank bigram table);
-    ``eval_every`` / ``eval_tokens`` for the curve; ``sample_tokens`` characters sampled per
-    model at ``temperature``; ``seed`` for initialisation, batches and sampling.
+class CompareConfig(LMTrainSettings):
+    """Settings of the comparison: the shared :class:`~g2c.lm.train.LMTrainSettings` (every
+    trained model gets the same budget; the neural bigram uses embedding_dim = V, a full-rank
+    bigram table) plus ``models``, the names to compare (``MODEL_NAMES`` by default).
     """
 
     models: tuple[str, ...] = MODEL_NAMES
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 1e-2
-    grad_clip: float = 1.0
-    context_length: int = 16
-    embedding_dim: int = 24
-    hidden_dim: int = 128
-    eval_every: int = 250
-    eval_tokens: int | None = 10_000
-    sample_tokens: int = 200
-    temperature: float = 1.0
-    seed: int = 1337
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict."""

@@ -16,6 +16,7 @@ The shared model interface: ``model.context_length`` (ctx) and ``model(x)`` with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,31 @@ from g2c.training import (
     mean_batch_loss,
     perplexity_from_loss,
 )
+
+
+@dataclasses.dataclass
+class LMTrainSettings:
+    """The training budget and sizes shared by the module-06 jobs (one model, or the comparison).
+
+    ``steps`` × ``batch_size`` training windows; AdamW at ``lr`` with a cosine decay to
+    ``lr/10`` and ``grad_clip`` (None: off); sizes ``context_length`` / ``embedding_dim`` /
+    ``hidden_dim`` (the bigrams use context 1); validation every ``eval_every`` steps on the
+    first ``eval_tokens`` targets; ``sample_tokens`` characters sampled at ``temperature``;
+    ``seed`` for initialisation, batches and sampling.
+    """
+
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-2
+    grad_clip: float | None = 1.0
+    context_length: int = 16
+    embedding_dim: int = 24
+    hidden_dim: int = 128
+    eval_every: int = 250
+    eval_tokens: int | None = 10_000
+    sample_tokens: int = 200
+    temperature: float = 1.0
+    seed: int = 1337
 
 
 def _as_ids(ids: torch.Tensor | Sequence[int], name: str = "ids") -> torch.Tensor:

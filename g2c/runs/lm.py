@@ -31,6 +31,7 @@ from g2c.lm import (
     MODEL_NAMES,
     CompareConfig,
     LMConfig,
+    LMTrainSettings,
     bits_per_token,
     build_model,
     char_split,
@@ -80,28 +81,13 @@ class LMData:
 
 
 @dataclasses.dataclass
-class LMTrainConfig:
-    """One model of module 06 trained with AdamW + cosine decay to lr/10 (``g2c.lm.train_lm``).
-
-    ``model`` (one of ``MODEL_NAMES``), sizes ``context_length`` / ``embedding_dim`` /
-    ``hidden_dim`` (the bigrams use context 1), ``steps`` × ``batch_size``, ``lr``,
-    ``grad_clip``, validation every ``eval_every`` steps on ``eval_tokens`` targets,
-    ``sample_tokens`` characters sampled at ``temperature`` at the end, ``seed``, ``device``.
+class LMTrainConfig(LMTrainSettings):
+    """One model of module 06 trained with AdamW + cosine decay to lr/10 (``g2c.lm.train_lm``):
+    the shared :class:`~g2c.lm.LMTrainSettings` plus ``model`` (one of ``MODEL_NAMES``) and
+    ``device``.
     """
 
     model: str = "lstm"
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 1e-2
-    grad_clip: float | None = 1.0
-    context_length: int = 16
-    embedding_dim: int = 24
-    hidden_dim: int = 128
-    eval_every: int = 250
-    eval_tokens: int | None = 10_000
-    sample_tokens: int = 200
-    temperature: float = 1.0
-    seed: int = 1337
     device: str = "cpu"
 
     def __post_init__(self) -> None:
