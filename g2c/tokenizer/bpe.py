@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from g2c.artifacts import atomic_write_json
-from g2c.tokenizer import interop
+from g2c.tokenizer import gguf, interop
 from g2c.tokenizer.formats import read_tokenizer_json
 from g2c.tokenizer.pretokenize import (
     GPT2_SPLIT_PATTERN,
@@ -69,6 +69,9 @@ COURSE_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|end|>",
     "<|system|>",
     "<|pad|>",
+    "<|tool|>",  # the turn that carries a tool's result back to the model
+    "<|tool_call|>",  # opens a tool call the assistant emits ...
+    "<|/tool_call|>",  # ... and closes it
 )
 
 BPE_FORMAT = "g2c.bpe"
@@ -233,7 +236,9 @@ class BPETokenizer:
         self._compiled = compile_pattern(pattern)
         self.special_tokens: tuple[str, ...] = special_tokens
         self.special_to_id: dict[str, int] = {s: 256 + i for i, s in enumerate(special_tokens)}
-        self._byte_ids: list[int] = list(range(256))  # byte value -> token id (GPT-2 permutes it)
+        # byte value -> token id (GPT-2 permutes it; None: a byte the vocabulary lacks, which
+        # encoding drops, as transformers and llama.cpp do for SmolLM2's GGUF)
+        self._byte_ids: list[int | None] = list(range(256))
         self._reset_merges()
 
     # --- construction helpers ------------------------------------------------------------------
@@ -244,7 +249,9 @@ class BPETokenizer:
 
     def _reset_merges(self) -> None:
         """Forget all merges: vocab = bytes + specials."""
-        self.vocab: dict[int, bytes] = {tid: bytes([b]) for b, tid in enumerate(self._byte_ids)}
+        self.vocab: dict[int, bytes] = {
+            tid: bytes([b]) for b, tid in enumerate(self._byte_ids) if tid is not None
+        }
         for s, tid in self.special_to_id.items():
             self.vocab[tid] = s.encode("utf-8")
         self.merges = {}
@@ -294,6 +301,12 @@ class BPETokenizer:
         return 256 + len(self.special_tokens)
 
     @property
+    def missing_bytes(self) -> tuple[int, ...]:
+        """Byte values with no token id (empty for g2c and GPT-2 tokenizers; SmolLM2's GGUF
+        lacks 21, e.g. ``0x04``). ``encode`` drops them, as transformers and llama.cpp do."""
+        return tuple(b for b, i in enumerate(self._byte_ids) if i is None)
+
+    @property
     def vocab_size(self) -> int:
         """Number of token ids, specials included (``len(vocab)``)."""
         return len(self.vocab)
@@ -336,7 +349,8 @@ class BPETokenizer:
         if self._byte_ids[255] == 255 and self._byte_ids[0] == 0:
             return list(data)
         b2i = self._byte_ids
-        return [b2i[b] for b in data]
+        ids = [b2i[b] for b in data]
+        return [i for i in ids if i is not None] if None in ids else ids
 
     # --- teaching API --------------------------------------------------------------------------
     @staticmethod
@@ -874,8 +888,12 @@ class BPETokenizer:
         if "byte_ids" in d or "special_ids" in d:
             byte_ids = list(d.get("byte_ids", range(256)))
             special_ids = list(d.get("special_ids", range(256, 256 + len(tok.special_tokens))))
-            if sorted(byte_ids) != sorted(set(byte_ids)) or len(byte_ids) != 256:
-                raise ValueError("byte_ids must list 256 distinct ids")
+            present = [i for i in byte_ids if i is not None]
+            if len(present) != len(set(present)) or len(byte_ids) != 256:
+                raise ValueError(
+                    "byte_ids must list 256 entries: distinct ids, or null for a byte the "
+                    "vocabulary lacks"
+                )
             tok._byte_ids = byte_ids
             tok.special_to_id = dict(zip(tok.special_tokens, special_ids))
             tok._reset_merges()
@@ -907,6 +925,18 @@ class BPETokenizer:
         GPT-2 split pattern, GPT-2 ids (``<|endoftext|>`` = 50256). Bad files → ValueError.
         """
         return interop.load_gpt2_files(cls, vocab_json_path, merges_txt_path)
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike, *, pattern: str | None = None) -> BPETokenizer:
+        """Load the byte-level BPE tokenizer stored in a GGUF file (SmolLM2, ...), GGUF ids kept.
+
+        Tokens, merges and control tokens (as special tokens) come from the ``tokenizer.ggml.*``
+        metadata; the split regex from ``tokenizer.ggml.pre`` (SmolLM2: digits one by one, then
+        GPT-2's regex), or ``pattern`` when given. Encodes like llama.cpp / the model's own
+        ``tokenizer.json`` (see :mod:`g2c.tokenizer.gguf`). Missing file → FileNotFoundError;
+        not a byte-level BPE GGUF, an unknown ``pre`` or a damaged file → ValueError.
+        """
+        return gguf.load_gguf_tokenizer(cls, path, pattern=pattern)
 
     def to_tiktoken(self, name: str = "g2c") -> tiktoken.Encoding:
         """Export to a ``tiktoken.Encoding`` with identical ids (see :mod:`.interop`)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,35 +69,73 @@ def load_gpt2_files(
             raise FileNotFoundError(f"GPT-2 tokenizer file not found: {p}")
     vocab: dict[str, int] = json.loads(vocab_path.read_text(encoding="utf-8"))
     lines = merges_path.read_text(encoding="utf-8").split("\n")
-    merges = [ln.split(" ") for ln in lines if ln and not ln.startswith("#version")]
+    merges = [ln for ln in lines if ln and not ln.startswith("#version")]
+    return build_byte_level_bpe(
+        cls,
+        vocab,
+        merges,
+        pattern=GPT2_SPLIT_PATTERN,
+        vocab_where=str(vocab_path),
+        merges_where=str(merges_path),
+    )
+
+
+def build_byte_level_bpe(
+    cls: type[BPETokenizer],
+    vocab: dict[str, int],
+    merges: Sequence[str],
+    *,
+    pattern: str,
+    special_tokens: Sequence[str] | None = None,
+    allow_missing_bytes: bool = False,
+    vocab_where: str = "vocab",
+    merges_where: str = "merges",
+) -> BPETokenizer:
+    """A ``cls`` tokenizer from a GPT-2-style byte-level vocabulary, keeping its ids.
+
+    The shared path of GPT-2's files and GGUF files (``tokenizer.ggml.model = "gpt2"``):
+    ``vocab`` maps token strings in GPT-2's byte alphabet (:func:`bytes_to_unicode`) to ids,
+    ``merges`` lists ``"left right"`` strings in merge order (rank = position). The byte tokens
+    keep their (permuted) ids through ``_byte_ids``. ``special_tokens`` (strings of ``vocab``)
+    default to the tokens that are neither a byte nor a merge result. ``allow_missing_bytes``
+    accepts a vocabulary without some of the 256 byte tokens (SmolLM2's GGUF lacks 21): those
+    bytes get no id and ``encode`` drops them, as transformers and llama.cpp do.
+
+    Raises ValueError naming ``vocab_where`` / ``merges_where`` when a byte token is missing, a
+    merge line is not two tokens or uses an unknown token, or the counts do not add up.
+    """
     b2u = bytes_to_unicode()
-    try:
-        byte_ids = [vocab[b2u[b]] for b in range(256)]
-    except KeyError as exc:
-        raise ValueError(f"{vocab_path}: byte token {exc.args[0]!r} is missing") from None
-    merged = {a + b for a, b in merges}
-    single = set(b2u.values())
-    specials = sorted((t for t in vocab if t not in merged and t not in single), key=vocab.get)
-    tok = cls(specials, pattern=GPT2_SPLIT_PATTERN)
+    byte_ids: list[int | None] = [vocab.get(b2u[b]) for b in range(256)]
+    missing = [b2u[b] for b in range(256) if byte_ids[b] is None]
+    if missing and not allow_missing_bytes:
+        raise ValueError(f"{vocab_where}: byte token {missing[0]!r} is missing")
+    pairs = [ln.split(" ") for ln in merges]
+    if special_tokens is None:
+        merged = {"".join(p) for p in pairs}
+        single = set(b2u.values())
+        special_tokens = [t for t in vocab if t not in merged and t not in single]
+    specials = sorted(special_tokens, key=vocab.__getitem__)
+    tok = cls(specials, pattern=pattern)
     tok._byte_ids = byte_ids
     tok.special_to_id = {s: vocab[s] for s in specials}
     tok._reset_merges()
-    for k, parts in enumerate(merges):
+    for k, parts in enumerate(pairs):
         if len(parts) != 2:
             raise ValueError(
-                f"{merges_path}: line {k + 1} is not 'left right': {' '.join(parts)!r}"
+                f"{merges_where}: line {k + 1} is not 'left right': {' '.join(parts)!r}"
             )
         a, b = parts
         try:
             tok._add_merge((vocab[a], vocab[b]), vocab[a + b])
         except KeyError as exc:
             raise ValueError(
-                f"{merges_path}: merge {a!r} {b!r} uses {exc.args[0]!r}, not in vocab.json"
+                f"{merges_where}: merge {a!r} {b!r} uses {exc.args[0]!r}, not in {vocab_where}"
             ) from None
     tok._refresh()
     if tok.vocab_size != len(vocab):
         raise ValueError(
-            f"{vocab_path}: {len(vocab)} tokens but merges + bytes + specials give {tok.vocab_size}"
+            f"{vocab_where}: {len(vocab)} tokens but merges + bytes + specials give "
+            f"{tok.vocab_size}"
         )
     return tok
 
@@ -127,6 +166,11 @@ def to_tiktoken(tok: BPETokenizer, name: str = "g2c") -> Any:
     import tiktoken
 
     _check_exportable(tok, "tiktoken")
+    if tok.missing_bytes:
+        raise ValueError(
+            f"tiktoken export needs all 256 byte tokens, but bytes {list(tok.missing_bytes)} have "
+            "no id in this vocabulary (tiktoken cannot drop them as this tokenizer does)"
+        )
     ranks = {b: i for i, b in tok.vocab.items() if i not in tok.id_to_special}
     return tiktoken.Encoding(
         name=name,

@@ -10,6 +10,8 @@ name picks the class through :data:`TOKENIZER_FORMATS` (a table, so a new family
 
 GPT-2's own files (``vocab.json`` + ``merges.txt``, as in a Hugging Face GPT-2 directory, or
 ``gpt2_vocab.json`` + ``gpt2_merges.txt``) load as a :class:`BPETokenizer` with GPT-2's ids.
+A GGUF file (recognised by its ``GGUF`` magic bytes; SmolLM2's) loads its byte-level BPE as a
+:class:`BPETokenizer` with the GGUF's ids (:meth:`BPETokenizer.from_gguf`).
 g2c writes no tiktoken file (``BPETokenizer.to_tiktoken`` builds an in-memory
 ``tiktoken.Encoding``), so there is no tiktoken format to read back.
 """
@@ -25,6 +27,7 @@ from g2c.artifacts import ArtifactError
 from g2c.tokenizer.bpe import BPETokenizer
 from g2c.tokenizer.char import CharTokenizer
 from g2c.tokenizer.formats import TOKENIZER_FILE, TOKENIZER_HINT, read_tokenizer_json
+from g2c.tokenizer.gguf import GGUF_MAGIC
 from g2c.tokenizer.unigram import UnigramTokenizer
 from g2c.tokenizer.wordpiece import WordPieceTokenizer
 
@@ -46,7 +49,17 @@ GPT2_FILE_NAMES: tuple[tuple[str, str], ...] = (
 def known_formats() -> str:
     """The formats :func:`load_tokenizer` reads, for error messages."""
     pairs = ", ".join(f"{v} + {m}" for v, m in GPT2_FILE_NAMES)
-    return f"{', '.join(TOKENIZER_FORMATS)} (tokenizer JSON), GPT-2 files ({pairs})"
+    return (
+        f"{', '.join(TOKENIZER_FORMATS)} (tokenizer JSON), GPT-2 files ({pairs}), "
+        "a .gguf file (byte-level BPE)"
+    )
+
+
+def _is_gguf(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(GGUF_MAGIC)) == GGUF_MAGIC
 
 
 def _gpt2_files(path: Path) -> tuple[Path, Path] | None:
@@ -67,7 +80,7 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
 
     ``path`` is a g2c tokenizer JSON file, a directory holding ``tokenizer.json`` (a tokenizer
     artifact or a run directory), GPT-2's ``vocab.json``/``merges.txt`` (either file, or their
-    directory). A g2c JSON wins over GPT-2 files in the same directory; a Hugging Face
+    directory), or a GGUF file (its byte-level BPE tokenizer, GGUF ids). A g2c JSON wins over GPT-2 files in the same directory; a Hugging Face
     ``tokenizer.json`` (no g2c format) next to GPT-2 files is skipped in their favour.
 
     Returns a ``BPETokenizer``, ``CharTokenizer``, ``WordPieceTokenizer`` or ``UnigramTokenizer``.
@@ -81,6 +94,8 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"tokenizer not found: {path}")
+    if _is_gguf(path):
+        return BPETokenizer.from_gguf(path)
     gpt2 = _gpt2_files(path)
     json_path = path / TOKENIZER_FILE if path.is_dir() else path
     fmt = None

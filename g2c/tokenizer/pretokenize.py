@@ -28,8 +28,20 @@ GPT4_SPLIT_PATTERN = (
     r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
 
-#: Name → pattern table used by the CLI (``--pattern gpt2|gpt4``).
-SPLIT_PATTERNS: dict[str, str] = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+#: SmolLM2's split (its ``tokenizer.json``: ``Digits(individual_digits=True)`` then GPT-2's
+#: ``ByteLevel`` regex; llama.cpp's ``smollm`` pre-tokenizer: ``\p{N}`` then the GPT-2 regex) as
+#: one regex: every digit is its own chunk, and a whitespace run before a digit stays whole
+#: (the digit ends its segment, so ``\s+(?!\S)`` sees the end of the text there).
+SMOLLM_SPLIT_PATTERN = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
+)
+
+#: Name → pattern table (the CLI offers ``--pattern gpt2|gpt4``).
+SPLIT_PATTERNS: dict[str, str] = {
+    "gpt2": GPT2_SPLIT_PATTERN,
+    "gpt4": GPT4_SPLIT_PATTERN,
+    "smollm": SMOLLM_SPLIT_PATTERN,
+}
 
 
 def compile_pattern(pattern: str) -> regex.Pattern:

