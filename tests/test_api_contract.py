@@ -89,6 +89,30 @@ API_NAMES = {
         "JsonPrefixAutomaton",
         "allowed_token_mask",
         "generate_json",
+        "generate_cached",
+    ],
+    "g2c.sft": [
+        "ChatTemplate",
+        "SFTExample",
+        "render_with_mask",
+        "pad_and_collate",
+        "masked_cross_entropy",
+        "SFTTrainer",
+    ],
+    "g2c.lora": [
+        "LoRALinear",
+        "inject_lora",
+        "mark_only_lora_trainable",
+        "count_parameters",
+        "lora_state_dict",
+        "load_lora_state_dict",
+    ],
+    "g2c.dpo": [
+        "PreferenceExample",
+        "pad_and_collate_pref",
+        "sequence_logprob",
+        "dpo_loss",
+        "DPOTrainer",
     ],
 }
 

@@ -15,6 +15,8 @@ from g2c.attention import (
     attend,
     attend_fused,
     causal_mask,
+    segment_causal_mask,
+    segment_positions,
 )
 from g2c.embeddings import RotaryEmbedding
 
@@ -323,6 +325,43 @@ def test_removing_the_causal_mask_lets_the_model_cheat():
         losses[causal] = F.cross_entropy(visible, held_out[:, 1:-1].reshape(-1)).item()
     assert losses[True] > 0.8 * math.log(V)  # honest model: near log 16 = 2.77
     assert losses[False] < 0.05  # the cheat: copies the answer
+
+
+# -- sequence packing (segment_ids) ---------------------------------------------------------
+def test_segment_positions_and_mask_by_hand():
+    seg = torch.tensor([[7, 7, 7, 2, 2, 9], [0, 0, 0, 0, 0, 0]])
+    assert segment_positions(seg).tolist() == [[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5]]
+    hidden = segment_causal_mask(seg)  # (B, T, T), True = hidden
+    assert hidden.shape == (2, 6, 6)
+    assert torch.equal(hidden[1], causal_mask(6))  # one segment: plain causal
+    allowed = (~hidden[0]).int().tolist()
+    assert allowed[4] == [0, 0, 0, 1, 1, 0]  # the 2nd token of segment "2" sees only its own
+    assert allowed[5] == [0, 0, 0, 0, 0, 1]
+    # a run is a segment: the same id later again is a new segment
+    assert segment_positions(torch.tensor([[1, 1, 2, 1]])).tolist() == [[0, 1, 0, 0]]
+
+
+@pytest.mark.parametrize("impl,fused", [("explicit", False), ("explicit", True), ("sdpa", True)])
+@pytest.mark.parametrize("use_rope", [False, True])
+def test_packed_attention_equals_separate_sequences(impl, fused, use_rope):
+    torch.manual_seed(0)
+    D, H, lengths = 16, 4, (3, 5, 2)
+    rope = RotaryEmbedding(16, D // H) if use_rope else None
+    attn = MultiHeadAttention(D, H, num_kv_heads=2, rope=rope, attention_impl=impl, fused=fused)
+    parts = [torch.randn(1, n, D) for n in lengths]
+    packed = torch.cat(parts, dim=1)  # (1, 10, D)
+    seg = torch.cat([torch.full((1, n), i) for i, n in enumerate(lengths)], dim=1)
+    out = attn(packed, segment_ids=seg)
+    separate = torch.cat([attn(x) for x in parts], dim=1)
+    torch.testing.assert_close(out, separate, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        w = attn.attention_weights(packed, segment_ids=seg)  # (1, H, T, T): 0 across segments
+    assert float(w[0, :, 3:, :3].abs().max()) == 0.0
+    torch.testing.assert_close(w.sum(-1), torch.ones(1, H, 10))
+    with pytest.raises(ValueError, match="segment_ids"):
+        attn(packed, segment_ids=seg[:, :5])
+    with pytest.raises(TypeError, match="segment_ids"):
+        attn(packed, segment_ids=seg.float())
 
 
 @pytest.mark.slow

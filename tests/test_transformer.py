@@ -434,3 +434,70 @@ def test_attention_weights_per_layer_are_causal_distributions():
     torch.testing.assert_close(maps[0], first)
     with pytest.raises(ValueError):
         model.attention_weights(torch.randint(0, 50, (1, 17)))
+
+
+# -- hidden states, the head alone, sequence packing ------------------------------------------
+@pytest.mark.parametrize("name", ["course", "llama", "post_untied"])
+def test_forward_hidden_then_head_is_forward(name):
+    torch.manual_seed(0)
+    model = _randomize(tiny(**VARIANTS[name]))
+    idx = torch.randint(0, 23, (2, 9))
+    h = model.forward_hidden(idx)
+    assert h.shape == (2, 9, 16)
+    torch.testing.assert_close(model.logits_from_hidden(h), model(idx), atol=0, rtol=0)
+    rows = h[torch.tensor([0, 1]), torch.tensor([3, 8])]  # any leading shape: (2, D) -> (2, V)
+    torch.testing.assert_close(model.logits_from_hidden(rows), model(idx)[[0, 1], [3, 8]])
+    with pytest.raises(ValueError, match="embedding_dim"):
+        model.logits_from_hidden(torch.randn(3, 15))
+
+
+def _pack(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.cat(parts)[None]  # (1, sum of lengths)
+    seg = torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)])[None]
+    return ids, seg
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},  # learned positions, explicit attention
+        {"fused": False},
+        {"positional": "sinusoidal", "attention_impl": "sdpa"},
+        {**VARIANTS["llama"]},  # RoPE
+        {**VARIANTS["llama"], "attention_impl": "sdpa"},
+        {**VARIANTS["llama"], "fused": False},
+    ],
+    ids=["learned", "learned-ref", "sinusoidal-sdpa", "rope", "rope-sdpa", "rope-ref"],
+)
+def test_packed_row_equals_separate_conversations_logits_and_grads(kw):
+    torch.manual_seed(0)
+    model = _randomize(tiny(**kw))
+    parts = [torch.randint(0, 23, (n,)) for n in (4, 5, 3)]  # 3 conversations, 12 tokens
+    ids, seg = _pack(parts)
+    weights = torch.randn(1, 12, 23)  # a loss that touches every logit
+
+    packed = model(ids, segment_ids=seg)  # (1, 12, V)
+    (packed * weights).sum().backward()
+    packed_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    separate, start = [], 0
+    for part in parts:
+        logits = model(part[None])  # (1, n, V)
+        (logits * weights[:, start : start + len(part)]).sum().backward()
+        separate.append(logits)
+        start += len(part)
+    torch.testing.assert_close(packed, torch.cat(separate, dim=1), atol=1e-5, rtol=0)
+    for g_packed, p in zip(packed_grads, model.parameters()):
+        torch.testing.assert_close(g_packed, p.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_segment_ids_checked_and_one_segment_is_plain_forward():
+    model = tiny()
+    idx = torch.randint(0, 23, (2, 6))
+    torch.testing.assert_close(model(idx, segment_ids=torch.zeros(2, 6, dtype=torch.long)),
+                               model(idx), atol=1e-6, rtol=0)  # fmt: skip
+    with pytest.raises(ValueError, match="segment_ids"):
+        model(idx, segment_ids=torch.zeros(2, 5, dtype=torch.long))
+    with pytest.raises(TypeError, match="segment_ids"):
+        model(idx, segment_ids=torch.zeros(2, 6))

@@ -13,8 +13,12 @@ from g2c.attention.attention import (
     attend_fused,
     attend_sdpa,
     causal_mask,
+    check_segment_ids,
     linear,
     offset_causal_mask,
+    rope_at_positions,
+    segment_causal_mask,
+    segment_positions,
     softmax,
 )
 
@@ -28,6 +32,10 @@ __all__ = [
     "attend_sdpa",
     "causal_mask",
     "offset_causal_mask",
+    "segment_causal_mask",
+    "segment_positions",
+    "check_segment_ids",
+    "rope_at_positions",
     "linear",
     "softmax",
 ]

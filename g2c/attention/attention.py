@@ -21,6 +21,13 @@ Three ways to compute the same attention, each tested equal to the first within 
   memory-efficient kernels; the weights are never materialised).
 
 ``attention_weights(x)`` always computes the weights explicitly, whatever the path.
+
+Sequence packing (``segment_ids=``, module 13): several short sequences share one row of the
+batch; ``segment_ids`` (B, T) labels each position's sequence. A position attends only to
+earlier positions of its own segment (a block-diagonal causal mask, :func:`segment_causal_mask`)
+and RoPE rotates by the position inside the segment (:func:`segment_positions`), so a packed row
+computes exactly what its sequences would compute one by one. Every path supports it (sdpa
+through an ``attn_mask``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from g2c.embeddings import RotaryEmbedding
+from g2c.embeddings import RotaryEmbedding, rotate_half
 from g2c.nn import Dropout, Linear, Module
 from g2c.tensors import softmax  # 02 built it: shift by the max, then normalise
 
@@ -65,6 +72,68 @@ def offset_causal_mask(
     q_pos = torch.arange(T_k - T_q, T_k, device=device)[:, None]  # (T_q, 1)
     k_pos = torch.arange(T_k, device=device)[None, :]  # (1, T_k)
     return k_pos > q_pos
+
+
+def check_segment_ids(segment_ids: torch.Tensor, shape: tuple[int, int]) -> None:
+    """TypeError / ValueError naming ``segment_ids`` unless it is an integer tensor of ``shape``
+    (B, T) — the shape of the ids or of x's first two dimensions."""
+    if not isinstance(segment_ids, torch.Tensor):
+        raise TypeError(
+            f"segment_ids must be a (B, T) integer torch.Tensor, got {type(segment_ids).__name__}"
+        )
+    if (
+        segment_ids.dtype.is_floating_point
+        or segment_ids.dtype.is_complex
+        or (segment_ids.dtype == torch.bool)
+    ):
+        raise TypeError(f"segment_ids must be an integer (long) tensor, got {segment_ids.dtype}")
+    if tuple(segment_ids.shape) != tuple(shape):
+        raise ValueError(
+            f"segment_ids must have the shape (B, T) = {tuple(shape)} of the input, got "
+            f"{tuple(segment_ids.shape)}"
+        )
+
+
+def _segment_starts(segment_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) → (B, T) bool, True where a segment begins (position 0 or the id changes)."""
+    starts = torch.ones_like(segment_ids, dtype=torch.bool)
+    starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    return starts
+
+
+def segment_positions(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Position of every token inside its segment: (B, T) ids → (B, T) long, 0 at each start.
+
+    A segment is a run of equal consecutive ids: ``[[7, 7, 7, 2, 2, 9]]`` → ``[[0, 1, 2, 0, 1,
+    0]]``. Packed sequences then get the positions they would have on their own.
+    """
+    B, T = segment_ids.shape
+    t = torch.arange(T, device=segment_ids.device).expand(B, T)  # (B, T)
+    starts = _segment_starts(segment_ids)
+    start_of = torch.where(starts, t, torch.zeros_like(t)).cummax(dim=1).values  # (B, T)
+    return t - start_of
+
+
+def segment_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Bool (B, T, T), True = hidden: query t may see key s only when s <= t and both lie in
+    the same segment (a run of equal consecutive ids) — block-diagonal causal attention.
+
+    The diagonal is never hidden, so no softmax row is empty (padding tokens attend to
+    themselves).
+    """
+    seg = _segment_starts(segment_ids).cumsum(dim=1)  # (B, T) running segment number
+    other = seg[:, :, None] != seg[:, None, :]  # (B, T, 1) vs (B, 1, T) -> (B, T, T)
+    return other | causal_mask(segment_ids.shape[1], device=segment_ids.device)
+
+
+def rope_at_positions(
+    rope: RotaryEmbedding, x: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """RoPE of x (B, H, T, d) at per-token positions (B, T) (packed rows): the same rotation
+    as ``rope(x)`` but by each token's own position. Positions must be < rope.max_seq_len."""
+    cos = rope.cos[positions].to(x.dtype)[:, None]  # (B, T) -> (B, 1, T, d)
+    sin = rope.sin[positions].to(x.dtype)[:, None]
+    return x * cos + rotate_half(x) * sin
 
 
 def attend(
@@ -102,14 +171,20 @@ def attend_fused(
 ) -> torch.Tensor:
     """Fast path of :func:`attend` (same result within 1e-5): the scale and the mask ride in
     one ``baddbmm`` (scores = bias + q kᵀ / √d, bias −inf where hidden), then torch's softmax
-    kernel. q (B, H, T_q, d), k and v (B, H, T_k, d) → (B, H, T_q, d)."""
+    kernel. q (B, H, T_q, d), k and v (B, H, T_k, d) → (B, H, T_q, d). ``mask`` (T_q, T_k), or
+    per row (B, 1, T_q, T_k) for packed sequences."""
     B, H, T_q, d = q.shape
     T_k = k.shape[-2]
-    bias = torch.zeros(T_q, T_k, dtype=q.dtype, device=q.device)
-    if mask is not None:
-        bias = bias.masked_fill(mask, float("-inf"))
+    if mask is not None and mask.dim() > 2:  # per-row mask: (B, 1, T_q, T_k) -> (B·H, T_q, T_k)
+        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(mask, -math.inf)
+        bias = bias.expand(B, H, T_q, T_k).reshape(B * H, T_q, T_k)
+    else:
+        bias = torch.zeros(T_q, T_k, dtype=q.dtype, device=q.device)
+        if mask is not None:
+            bias = bias.masked_fill(mask, float("-inf"))
+        bias = bias.expand(B * H, T_q, T_k)
     scores = torch.baddbmm(
-        bias.expand(B * H, T_q, T_k),
+        bias,
         q.reshape(B * H, T_q, d),
         k.reshape(B * H, T_k, d).transpose(1, 2),
         alpha=1.0 / math.sqrt(d),
@@ -121,10 +196,20 @@ def attend_fused(
 
 
 def attend_sdpa(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, dropout_p: float = 0.0
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool,
+    dropout_p: float = 0.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention by ``F.scaled_dot_product_attention`` (fused kernels; same result as
-    :func:`attend` within 1e-5). ``causal`` queries are the last T_q of the T_k positions."""
+    :func:`attend` within 1e-5). ``causal`` queries are the last T_q of the T_k positions.
+    ``mask`` (bool, True = hidden, broadcastable to (B, H, T_q, T_k)) replaces the causal
+    mask — packed rows pass :func:`segment_causal_mask` here."""
+    if mask is not None:  # SDPA's bool attn_mask means the opposite: True = may attend
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=~mask, dropout_p=dropout_p)
     T_q, T_k = q.shape[-2], k.shape[-2]
     if not causal or T_q == 1:  # one new query sees every cached key
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
@@ -330,9 +415,10 @@ class MultiHeadAttention(Module):
 
     # -- the pieces, in data-flow order ------------------------------------------------
     def _project(
-        self, x: torch.Tensor, offset: int = 0
+        self, x: torch.Tensor, offset: int = 0, positions: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, T, D) → q (B, H, T, hd), k and v (B, H_kv, T, hd), RoPE applied at ``offset``."""
+        """x (B, T, D) → q (B, H, T, hd), k and v (B, H_kv, T, hd), RoPE applied at ``offset``
+        (or at per-token ``positions`` (B, T) for packed rows)."""
         if x.dim() != 3 or x.shape[-1] != self.embedding_dim:
             raise ValueError(f"x must be (B, T, {self.embedding_dim}), got shape {tuple(x.shape)}")
         B, T, _ = x.shape
@@ -344,7 +430,10 @@ class MultiHeadAttention(Module):
         q = q.view(B, T, self.num_heads, hd).transpose(1, 2)  # (B, T, D) -> (B, H, T, hd)
         k = k.view(B, T, self.num_kv_heads, hd).transpose(1, 2)  # -> (B, H_kv, T, hd)
         v = v.view(B, T, self.num_kv_heads, hd).transpose(1, 2)
-        if self.rope is not None:
+        if self.rope is not None and positions is not None:  # packed rows: positions restart
+            q = rope_at_positions(self.rope, q, positions)
+            k = rope_at_positions(self.rope, k, positions)
+        elif self.rope is not None:
             q = self.rope(q, offset=offset)
             k = self.rope(k, offset=offset)
         return q, k, v
@@ -362,14 +451,19 @@ class MultiHeadAttention(Module):
         groups = self.num_heads // self.num_kv_heads
         return t if groups == 1 else t.repeat_interleave(groups, dim=1)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q (B, H, T_q, hd) — the last T_q positions — over k, v (B, H_kv, T_k, hd)."""
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """q (B, H, T_q, hd) — the last T_q positions — over k, v (B, H_kv, T_k, hd).
+
+        ``mask`` (B, 1, T_q, T_k) bool, True = hidden, replaces the causal mask (packed rows)."""
         k, v = self._expand_kv(k), self._expand_kv(v)
         p = self.dropout_p if self.training else 0.0
         if self.attention_impl == "sdpa":  # fast path: torch's fused attention kernel
-            return attend_sdpa(q, k, v, causal=self.causal, dropout_p=p)
+            return attend_sdpa(q, k, v, causal=self.causal, dropout_p=p, mask=mask)
         T_q, T_k = q.shape[-2], k.shape[-2]
-        mask = offset_causal_mask(T_q, T_k, q.device) if self.causal else None
+        if mask is None and self.causal:
+            mask = offset_causal_mask(T_q, T_k, q.device)
         if self.fused:  # fast path: the same formula with fused kernels
             return attend_fused(q, k, v, mask, dropout_p=p)
         return attend(q, k, v, mask, dropout=self.attn_dropout)  # the reference
@@ -381,17 +475,42 @@ class MultiHeadAttention(Module):
         return self.resid_dropout(linear(self.out_proj, out, self.fused))
 
     # -- public API -----------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → (B, T, D)."""
-        q, k, v = self._project(x)
-        return self._merge_heads(self._attend(q, k, v))
+    def _packing(
+        self, x: torch.Tensor, segment_ids: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(positions (B, T), mask (B, 1, T, T)) of packed rows, or (None, None)."""
+        if segment_ids is None:
+            return None, None
+        if not self.causal:
+            raise ValueError("segment_ids (sequence packing) needs causal attention")
+        check_segment_ids(segment_ids, tuple(x.shape[:2]))
+        segment_ids = segment_ids.to(x.device)
+        if self.rope is not None and x.shape[1] > self.rope.max_seq_len:
+            raise ValueError(f"T={x.shape[1]} exceeds the RoPE table ({self.rope.max_seq_len})")
+        return segment_positions(segment_ids), segment_causal_mask(segment_ids)[:, None]
 
-    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D) → (B, T, D).
+
+        ``segment_ids`` (B, T) integer (sequence packing): each run of equal ids is its own
+        sequence — attention stays inside it and RoPE positions restart at its first token.
+        Wrong shape or dtype → ValueError / TypeError; non-causal attention → ValueError.
+        """
+        positions, mask = self._packing(x, segment_ids)
+        q, k, v = self._project(x, positions=positions)
+        return self._merge_heads(self._attend(q, k, v, mask))
+
+    def attention_weights(
+        self, x: torch.Tensor, *, segment_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, T, D) → (B, H, T, T) softmax weights (no dropout), scaled by 1/√(D/H).
 
-        Always the explicit formula (:func:`attend`), whatever ``attention_impl``/``fused``."""
-        q, k, v = self._project(x)
-        mask = causal_mask(x.shape[1], device=x.device) if self.causal else None
+        Always the explicit formula (:func:`attend`), whatever ``attention_impl``/``fused``;
+        ``segment_ids`` as in :meth:`forward` (weights zero across segments)."""
+        positions, mask = self._packing(x, segment_ids)
+        q, k, v = self._project(x, positions=positions)
+        if mask is None and self.causal:
+            mask = causal_mask(x.shape[1], device=x.device)
         return attend(q, self._expand_kv(k), self._expand_kv(v), mask, return_weights=True)[1]
 
     def forward_cached(

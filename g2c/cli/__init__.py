@@ -25,6 +25,7 @@ STAGES: tuple[str, ...] = (
     "models",
     "inspect",
     "speedrun",
+    "chat",
 )
 
 

@@ -10,10 +10,18 @@
 * :mod:`~g2c.data.tokens` — uint16/uint32 token-id files with a JSON sidecar.
 * :mod:`~g2c.data.corpus` — ``encode_corpus_cached``: encoded ids cached per tokenizer.
 * :mod:`~g2c.data.toy` — moons, circles, a noisy line.
+* :mod:`~g2c.data.chat` — instruction data as conversations (self-instruct, GSM8K, hh-rlhf).
+* :mod:`~g2c.data.preferences` — preference pairs (hh-rlhf harmless, TruthfulQA best vs incorrect).
 
 A base package: imports only the standard library, NumPy, PyTorch and ``g2c.artifacts``.
 """
 
+from g2c.data.chat import (
+    load_gsm8k,
+    load_hh_rlhf_chosen,
+    load_self_instruct,
+    parse_hh_transcript,
+)
 from g2c.data.corpus import corpus_cache_path, encode_corpus_cached, tokenizer_fingerprint
 from g2c.data.download import DownloadError, download_file, sha256_file
 from g2c.data.idx import (
@@ -22,6 +30,12 @@ from g2c.data.idx import (
     load_mnist,
     read_idx,
     write_idx,
+)
+from g2c.data.preferences import (
+    hh_pair,
+    load_hh_rlhf,
+    load_truthfulqa_pairs,
+    split_pairs_by_prompt,
 )
 from g2c.data.registry import REGISTRY, Dataset, DatasetFile, get_dataset
 from g2c.data.resolution import (
@@ -39,6 +53,10 @@ from g2c.data.tokens import load_token_ids, read_token_ids_metadata, save_token_
 from g2c.data.toy import make_circles, make_line, make_moons
 
 __all__ = [
+    "hh_pair",
+    "load_hh_rlhf",
+    "load_truthfulqa_pairs",
+    "split_pairs_by_prompt",
     "DEFAULT_CORPUS",
     "FASHION_MNIST_CLASSES",
     "REGISTRY",
@@ -57,13 +75,17 @@ __all__ = [
     "get_dataset",
     "load_corpus",
     "load_fashion_mnist",
+    "load_gsm8k",
+    "load_hh_rlhf_chosen",
     "load_mnist",
+    "load_self_instruct",
     "load_text",
     "load_token_ids",
     "locate",
     "make_circles",
     "make_line",
     "make_moons",
+    "parse_hh_transcript",
     "read_idx",
     "read_token_ids_metadata",
     "resolve",

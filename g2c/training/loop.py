@@ -454,6 +454,13 @@ class TrainingLoop:
         return out
 
     def train_step(self, source: Any) -> dict[str, float]:
+        """One optimisation step on ``grad_accum_steps × batch_size`` examples of ``source``
+        (:meth:`optimisation_step`; specialisations give this public method their own API.md
+        signature — ``Trainer.train_step(train_ids)``, ``SFTTrainer.train_step()`` — while the
+        loop always calls :meth:`optimisation_step`)."""
+        return self.optimisation_step(source)
+
+    def optimisation_step(self, source: Any) -> dict[str, float]:
         """One optimisation step on ``grad_accum_steps × batch_size`` examples of ``source``.
 
         Returns ``{"loss": mean loss over the micro-batches, "lr": lr used, "grad_norm":
@@ -495,6 +502,12 @@ class TrainingLoop:
             for _ in range(self.eval_iters)
         )
         return mean_batch_loss(self.model, batches, self._loss)
+
+    def validation_loss(self, source: Any) -> float:
+        """The validation loss the loop records every ``eval_every`` steps: ``evaluate(source)``.
+        A specialisation whose ``evaluate`` returns more than one number (DPO's metrics dict)
+        overrides this to pick the loss."""
+        return self.evaluate(source)
 
     # -- the loop -------------------------------------------------------------------------
     def train(
@@ -552,7 +565,7 @@ class TrainingLoop:
         self.model.train()
         self.stop_reason = None
         while self.step < self._end(run):
-            out = self.train_step(train_source)
+            out = self.optimisation_step(train_source)
             step = self.step
             for key, value in (("step", step), ("train_loss", out["loss"]), ("lr", out["lr"]),
                                ("grad_norm", out["grad_norm"])):  # fmt: skip
@@ -598,7 +611,7 @@ class TrainingLoop:
         t_pause = time.perf_counter()
         due_eval = step % self.eval_every == 0 or is_last
         if run.val_source is not None and "eval" not in run.done and due_eval:
-            val_loss = self.evaluate(run.val_source)
+            val_loss = self.validation_loss(run.val_source)
             run.history["val_step"].append(step)
             run.history["val_loss"].append(val_loss)
             run.done.add("eval")

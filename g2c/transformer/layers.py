@@ -275,12 +275,16 @@ class Block(Module):
         self.ffn = make_feed_forward(c, generator)
         self.hidden_dim = self.ffn.hidden_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → (B, T, D)."""
+    def forward(self, x: torch.Tensor, *, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D) → (B, T, D). ``segment_ids`` (B, T): packed sequences, attention stays
+        inside each run of equal ids (see ``MultiHeadAttention.forward``)."""
+        packed = (
+            {} if segment_ids is None else {"segment_ids": segment_ids}
+        )  # plain call: as before
         if self.norm_position == "pre":
-            x = x + self.attn(self.ln1(x))
+            x = x + self.attn(self.ln1(x), **packed)
             return x + self.ffn(self.ln2(x))
-        x = self.ln1(x + self.attn(x))
+        x = self.ln1(x + self.attn(x, **packed))
         return self.ln2(x + self.ffn(x))
 
     def forward_prefill(

@@ -5,6 +5,11 @@ Data flow (Radford et al. 2019, GPT-2; nanoGPT's model.py), read top to bottom i
     idx (B, T) → token_embed (B, T, D) [+ pos_embed (T, D)] → blocks × L → ln_final
                → logits = x @ token_embedᵀ + head_bias (B, T, V)      (weights tied)
 
+``forward_hidden`` stops after ln_final (B, T, D) and ``logits_from_hidden`` is the last line
+alone, so a loss that counts only some positions (SFT, DPO) projects just those rows onto the
+vocabulary. ``segment_ids=`` packs several sequences into one row (block-diagonal causal
+attention, positions restarting per sequence).
+
 Keyword-only switches turn the course model into a Llama-style one (Touvron et al. 2023):
 ``positional="rope"``, ``norm="rmsnorm"``, ``mlp="swiglu"``, ``num_kv_heads`` (grouped-query),
 ``bias=False``. SmolLM2-135M loads into it exactly (see ``gguf_loader``). ``fused=True`` (the
@@ -34,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from g2c.artifacts import atomic_write_json, load_safetensors, save_safetensors
-from g2c.attention import LayerKVCache
+from g2c.attention import LayerKVCache, check_segment_ids, segment_positions
 from g2c.embeddings import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -278,30 +283,73 @@ class TransformerLM(Module):
                     f"idx must hold ids in [0, {self.vocab_size}), got range [{lo}, {hi}]"
                 )
 
-    def _embed(self, idx: torch.Tensor, offset: int) -> torch.Tensor:
-        """(B, T) → (B, T, D): token vectors plus absolute positions (when learned/sinusoidal)."""
+    def _embed(
+        self, idx: torch.Tensor, offset: int, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T) → (B, T, D): token vectors plus absolute positions (when learned/sinusoidal),
+        from ``offset`` on, or at per-token ``positions`` (B, T) for packed rows."""
         W = self.token_embed.weight
         x = F.embedding(idx, W) if self.config.fused else W[idx]  # (B, T) -> (B, T, D)
-        if self.pos_embed is not None:
+        if self.pos_embed is not None and positions is not None:  # packed: restart per segment
+            x = x + self.pos_embed.weight[positions]  # + (B, T, D)
+        elif self.pos_embed is not None:
             x = x + self.pos_embed(seq_len=idx.shape[1], offset=offset)  # + (T, D)
         return self.embed_dropout(x)
 
-    def _head(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) → logits (B, T, V) through the tied (or untied) output matrix."""
-        x = self.ln_final(x)
+    def logits_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        """Final-normed hidden states h (..., D) → logits (..., V): the tied ``token_embed``
+        (or untied ``lm_head``) matrix plus ``head_bias``.
+
+        Any leading shape: SFT/DPO pass only the (N, D) rows where the loss counts, so the
+        (B, T, V) logits of a whole batch are never built. Last dim ≠ D → ValueError.
+        """
+        if h.shape[-1] != self.embedding_dim:
+            raise ValueError(
+                f"h must have last dimension {self.embedding_dim} (embedding_dim), got shape "
+                f"{tuple(h.shape)}"
+            )
         W = self.token_embed.weight if self.lm_head is None else self.lm_head  # (V, D)
         if self.config.fused:  # fast path: one addmm
-            return F.linear(x, W, self.head_bias)
-        logits = x @ W.T  # (B, T, D) @ (D, V) -> (B, T, V)
+            return F.linear(h, W, self.head_bias)
+        logits = h @ W.T  # (..., D) @ (D, V) -> (..., V)
         return logits + self.head_bias if self.head_bias is not None else logits
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx (B, T) long → logits (B, T, V) float."""
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        """Last block's output (B, T, D) → logits (B, T, V): ln_final, then the output matrix."""
+        return self.logits_from_hidden(self.ln_final(x))
+
+    def forward_hidden(
+        self, idx: torch.Tensor, *, segment_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """idx (B, T) long → final-normed hidden states (B, T, D) (``ln_final`` applied; no
+        vocabulary projection — :meth:`logits_from_hidden` does that).
+
+        ``segment_ids`` (B, T) integer, sequence packing: every run of equal consecutive ids is
+        its own sequence — its tokens attend only to earlier tokens of the same run
+        (block-diagonal causal mask) and positions (learned, sinusoidal or RoPE) restart at 0
+        at its first token, so a packed row gives what its sequences give one by one. Wrong
+        shape/dtype → ValueError/TypeError naming segment_ids.
+        """
         self._check_idx(idx)
-        x = self._embed(idx, offset=0)
+        positions = None
+        if segment_ids is not None:
+            check_segment_ids(segment_ids, tuple(idx.shape))
+            segment_ids = segment_ids.to(idx.device)
+            positions = segment_positions(segment_ids)  # (B, T), 0 at each segment start
+        x = self._embed(idx, offset=0, positions=positions)
+        packed = (
+            {} if segment_ids is None else {"segment_ids": segment_ids}
+        )  # plain call: as before
         for block in self.blocks:
-            x = block(x)  # (B, T, D) -> (B, T, D)
-        return self._head(x)
+            x = block(x, **packed)  # (B, T, D) -> (B, T, D)
+        return self.ln_final(x)
+
+    def forward(
+        self, idx: torch.Tensor, *, segment_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """idx (B, T) long → logits (B, T, V) float; ``segment_ids`` as in
+        :meth:`forward_hidden` (packed rows)."""
+        return self.logits_from_hidden(self.forward_hidden(idx, segment_ids=segment_ids))
 
     @torch.no_grad()
     def attention_weights(self, idx: torch.Tensor) -> list[torch.Tensor]:
