@@ -15,10 +15,14 @@ Three ways to compute the same attention, each tested equal to the first within 
 - the reference (``fused=False, attention_impl="explicit"``): :func:`attend`, every step written
   with tensor ops and module 02's softmax — what the course walks through;
 - ``fused=True`` (the default): the same formula with torch's fused kernels — one Q/K/V matmul,
-  scores by ``baddbmm`` with the scale and the causal mask folded in, ``torch.softmax``
-  (:func:`attend_fused`);
-- ``attention_impl="sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` (flash /
-  memory-efficient kernels; the weights are never materialised).
+  then ``torch.nn.functional.scaled_dot_product_attention`` (:func:`attend_sdpa`: flash /
+  memory-efficient kernels, the weights never materialised), whatever ``attention_impl`` says;
+- ``attention_impl="sdpa"`` with ``fused=False``: SDPA inside the otherwise unfused reference.
+
+:func:`attend_fused` is a third, readable fast version of :func:`attend` (scores by ``baddbmm``
+with the scale and the mask folded in, ``torch.softmax``), tested equal; the model's fast path
+used it until SDPA, measured 7–8 % faster per training step at the classic CPU config, took
+its place (``bench/model_step.py``).
 
 ``attention_weights(x)`` always computes the weights explicitly, whatever the path.
 
@@ -46,8 +50,10 @@ ATTENTION_IMPLS = ("explicit", "sdpa")
 
 def linear(layer: Linear, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
     """Apply a course ``Linear``: ``layer(x)``, or with ``fused=True`` one ``F.linear`` call
-    (matmul and bias add in a single addmm kernel; same numbers within float rounding)."""
-    if not fused:
+    (matmul and bias add in a single addmm kernel; same numbers within float rounding).
+    A layer that is not a plain ``Linear`` (e.g. a ``g2c.lora.LoRALinear`` wrapping one) is
+    always called, so it computes its own way."""
+    if not fused or type(layer) is not Linear:
         return layer(x)
     return F.linear(x, layer.W.T, layer.b)  # W.T is a (out, in) view, no copy
 
@@ -354,7 +360,7 @@ class MultiHeadAttention(Module):
     H % H_kv == 0; default H), ``rope`` (a RotaryEmbedding over head_dim applied to q and k),
     ``dropout`` (on the attention weights and on the output), ``bias``, ``attention_impl``
     ("explicit" formula, or "sdpa" = F.scaled_dot_product_attention), ``fused`` (default
-    True: one Q/K/V matmul, addmm and :func:`attend_fused`; False = the reference, course
+    True: one Q/K/V matmul, addmm and :func:`attend_sdpa`; False = the reference, course
     ``Linear`` calls and :func:`attend`). Every path equals the reference within 1e-5.
     D % H != 0, H % H_kv != 0 or an unknown impl → ValueError.
     """
@@ -423,7 +429,8 @@ class MultiHeadAttention(Module):
             raise ValueError(f"x must be (B, T, {self.embedding_dim}), got shape {tuple(x.shape)}")
         B, T, _ = x.shape
         hd = self.head_dim
-        if self.fused:  # fast path: one (D, D + 2·kv_dim) matmul instead of three
+        plain = all(type(p) is Linear for p in (self.q_proj, self.k_proj, self.v_proj))
+        if self.fused and plain:  # fast path: one (D, D + 2·kv_dim) matmul instead of three
             q, k, v = self._fused_qkv(x)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
@@ -459,13 +466,11 @@ class MultiHeadAttention(Module):
         ``mask`` (B, 1, T_q, T_k) bool, True = hidden, replaces the causal mask (packed rows)."""
         k, v = self._expand_kv(k), self._expand_kv(v)
         p = self.dropout_p if self.training else 0.0
-        if self.attention_impl == "sdpa":  # fast path: torch's fused attention kernel
+        if self.fused or self.attention_impl == "sdpa":  # fast path: torch's fused kernel
             return attend_sdpa(q, k, v, causal=self.causal, dropout_p=p, mask=mask)
         T_q, T_k = q.shape[-2], k.shape[-2]
         if mask is None and self.causal:
             mask = offset_causal_mask(T_q, T_k, q.device)
-        if self.fused:  # fast path: the same formula with fused kernels
-            return attend_fused(q, k, v, mask, dropout_p=p)
         return attend(q, k, v, mask, dropout=self.attn_dropout)  # the reference
 
     def _merge_heads(self, out: torch.Tensor) -> torch.Tensor:
