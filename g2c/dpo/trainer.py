@@ -46,7 +46,7 @@ from g2c.dpo.loss import check_beta, check_loss_options, dpo_loss
 from g2c.lora import disable_lora, lora_layers
 from g2c.nn import Module
 from g2c.training import LoopConfig, LoopControl, TrainingLoop, model_flops_per_token
-from g2c.training.loop import check_choice, check_int
+from g2c.training.loop import check_choice, check_fits_model, check_int
 
 CHECKPOINT_FORMAT = "g2c.dpo.checkpoint"
 DISABLE_LORA = "disable_lora"
@@ -157,11 +157,7 @@ class DPOTrainer(TrainingLoop):
         examples = as_preference_examples(examples)
         vocab = getattr(model, "vocab_size", None)
         _check_ids_in_vocab(examples, pad_id, vocab)
-        model_len = getattr(model, "max_seq_len", None)
-        if model_len is not None and max_seq_len > model_len:
-            raise ValueError(
-                f"max_seq_len ({max_seq_len}) exceeds the model's max_seq_len ({model_len})"
-            )
+        check_fits_model(model, max_seq_len, "max_seq_len")
         self.ref_mode = _check_reference(model, ref_model, ref_logprobs, len(examples))
         self.num_truncated = count_truncated(examples, max_seq_len)
         self.num_identical = sum(ex.chosen_ids == ex.rejected_ids for ex in examples)

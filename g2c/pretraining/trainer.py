@@ -36,7 +36,13 @@ from g2c.nn import Module
 from g2c.pretraining.data import check_lm_source, get_lm_batch
 from g2c.pretraining.loss import lm_cross_entropy
 from g2c.training import LoopConfig, LoopControl, TrainingLoop, model_flops_per_token
-from g2c.training.loop import check_choice, check_int, empty_training_history, final_val_loss
+from g2c.training.loop import (
+    check_choice,
+    check_fits_model,
+    check_int,
+    empty_training_history,
+    final_val_loss,
+)
 
 CHECKPOINT_FORMAT = "g2c.pretraining.checkpoint"
 LOSS_IMPLS = ("reference", "fused")
@@ -120,12 +126,7 @@ class Trainer(TrainingLoop):
     ) -> None:
         settings = {k: v for k, v in locals().items() if k in _CONFIG_FIELDS}
         config = TrainConfig(**settings)  # every field validated here, once
-        max_seq_len = getattr(model, "max_seq_len", None)
-        if max_seq_len is not None and context_length > max_seq_len:
-            raise ValueError(
-                f"context_length ({context_length}) exceeds the model's max_seq_len "
-                f"({max_seq_len}); lower context_length or build a longer model"
-            )
+        check_fits_model(model, context_length, "context_length")
         super().__init__(
             model,
             config,

@@ -36,7 +36,7 @@ from g2c.sft.data import (
 from g2c.sft.loss import sft_loss, token_nll
 from g2c.sft.template import SFTExample
 from g2c.training import LoopConfig, LoopControl, TrainingLoop, model_flops_per_token
-from g2c.training.loop import check_int
+from g2c.training.loop import check_fits_model, check_int
 
 CHECKPOINT_FORMAT = "g2c.sft.checkpoint"
 
@@ -142,11 +142,7 @@ class SFTTrainer(TrainingLoop):
     ) -> None:
         config = SFTConfig(**{k: v for k, v in locals().items() if k in _CONFIG_FIELDS})
         vocab_size = getattr(model, "vocab_size", None)
-        model_len = getattr(model, "max_seq_len", None)
-        if model_len is not None and max_seq_len > model_len:
-            raise ValueError(
-                f"max_seq_len ({max_seq_len}) exceeds the model's max_seq_len ({model_len})"
-            )
+        check_fits_model(model, max_seq_len, "max_seq_len")
         if vocab_size is not None and pad_id >= vocab_size:
             raise ValueError(f"pad_id ({pad_id}) must be a token id below vocab_size {vocab_size}")
         if packing and not hasattr(model, "forward_hidden"):

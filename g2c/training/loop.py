@@ -219,6 +219,17 @@ def _parses_as_device(text: str) -> bool:
         return False
 
 
+def check_fits_model(model: Any, length: int, name: str) -> None:
+    """ValueError naming ``name`` when ``length`` exceeds ``model.max_seq_len`` (models without
+    that attribute accept any length). Every specialisation checks its sequence length here."""
+    model_len = getattr(model, "max_seq_len", None)
+    if model_len is not None and length > model_len:
+        raise ValueError(
+            f"{name} ({length}) exceeds the model's max_seq_len ({model_len}); lower {name} "
+            "or build a longer model"
+        )
+
+
 # -- control ------------------------------------------------------------------------------
 class LoopControl:
     """Consulted by the loop after every completed optimisation step.
