@@ -139,6 +139,19 @@ def test_load_model_run_directory_and_load_run_delegates(tokenizers, tmp_path):
         load_model(run)
 
 
+def test_load_model_run_with_a_stored_chat_template(tokenizers, tmp_path):
+    """A fine-tuned run of a model with its own template (SFT of SmolLM2) stores the Jinja
+    source in its manifest; the loader hands it on, so ``g2c chat`` renders with it."""
+    run, _ = _run_dir(tmp_path, tokenizers)
+    assert load_model(run).chat_template is None
+    source = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
+    stored = {"source": source, "bos_token": None, "eos_token": "<|im_end|>"}
+    write_manifest(run, RUN_FORMAT, name="TinyLM-0K", chat_template=stored)
+    loaded = load_model(run)
+    assert loaded.chat_template == source
+    assert loaded.chat_info.template == source and loaded.chat_info.eos_token == "<|im_end|>"
+
+
 def test_load_model_save_pretrained_directory(tokenizers, tmp_path):
     model = _tiny_model()
     model.save_pretrained(tmp_path / "m")

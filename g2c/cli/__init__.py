@@ -25,6 +25,8 @@ STAGES: tuple[str, ...] = (
     "models",
     "inspect",
     "speedrun",
+    "sft",
+    "dpo",
     "chat",
 )
 

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shlex
 import signal
 import sys
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from g2c.cli._common import console, err_console, is_interactive, make_progress
+from g2c.artifacts import g2c_home
+from g2c.cli._common import console, err_console, is_interactive, make_progress, set_threads
 from g2c.runs.config import SECTIONS, RunConfig, apply_overrides, load_config_file, section_fields
 from g2c.runs.rundir import RunDir
+from g2c.runs.sft import parse_mixture
+from g2c.training import LoopControl
 
 _RUNTIME = {"device": "train.device", "seed": "train.seed"}  # runtime flags that map into train
 _ALIASES = {"steps": "train.max_steps", "lr": "train.max_lr", "data": "data.corpus"}
@@ -60,6 +65,8 @@ def _converter(hint: Any):
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
@@ -178,7 +185,8 @@ class ProgressReporter:
     terminal, periodic plain lines when piped — plus short lines for parts, plans, resumes and
     samples (on stderr at a terminal, on stdout with the progress lines otherwise)."""
 
-    def __init__(self, show_samples: bool = True) -> None:
+    def __init__(self, show_samples: bool = True, train_part: str = "pretraining") -> None:
+        self.train_part = train_part  # the part whose loop the bar follows
         self.progress = make_progress()
         self.out = err_console if is_interactive() else console
         self.task = None
@@ -189,11 +197,14 @@ class ProgressReporter:
         if kind == "train":
             self.progress.start()
             self.task = self.progress.add_task(
-                "pretraining", total=info["max_steps"], completed=info["step"], info=""
+                self.train_part, total=info["max_steps"], completed=info["step"], info=""
             )
-            self.out.print(f"[bold]pretraining[/] {info['params']:,} parameters, "
+            trainable = info.get("trainable")
+            extra = (f" ({trainable:,} trainable)" if trainable is not None
+                     and trainable != info["params"] else "")  # fmt: skip
+            self.out.print(f"[bold]{self.train_part}[/] {info['params']:,} parameters{extra}, "
                            f"{info['max_steps']:,} steps")  # fmt: skip
-        elif kind == "stage" and info["status"] == "done" and info["name"] == "pretraining":
+        elif kind == "stage" and info["status"] == "done" and info["name"] == self.train_part:
             self._stop()
         elif kind == "stage" and info["status"] == "done" and info["name"] != "overhead":
             extra = ""
@@ -201,10 +212,22 @@ class ProgressReporter:
                 extra = (" (reused from the run directory)" if info.get("reused") else
                          f": vocabulary {info.get('vocab_size')}, {info.get('train_tokens', 0):,} "
                          f"train / {info.get('val_tokens', 0):,} val tokens")  # fmt: skip
-            elif info["name"] == "evaluation":
+            elif info["name"] == "evaluation" and info.get("val_loss") is not None:
                 bpb = info.get("val_bpb")
                 extra = f": val loss {info['val_loss']:.3f}" + (
                     f", {bpb:.3f} bits/byte" if bpb else ""
+                )
+                if info.get("pref_accuracy") is not None:
+                    extra += f", held-out preference accuracy {info['pref_accuracy']:.2f}"
+                if info.get("accuracy") is not None:
+                    extra += f", task accuracy {info['accuracy']:.2f}"
+            elif info["name"] == "baseline" and info.get("accuracy") is not None:
+                extra = f": task accuracy before training {info['accuracy']:.2f}"
+            elif info["name"] == "data" and info.get("train_examples") is not None:
+                extra = f": {info['train_examples']:,} conversations"
+            elif info["name"] == "data" and info.get("train_pairs") is not None:
+                extra = (
+                    f": {info['train_pairs']:,} train / {info['heldout_pairs']:,} held-out pairs"
                 )
             self.out.print(f"[green]✓[/] {info['name']}{extra}")
         elif kind == "plan":
@@ -228,6 +251,10 @@ class ProgressReporter:
         elif kind == "sample" and self.show_samples and info["tag"] == "during":
             text = info["text"].strip().replace("\n", " ⏎ ")[:160]
             self.progress.console.print(f"[dim]step {info['step']}:[/] {text}")
+        elif kind == "sample" and self.show_samples and "prompt" in info:
+            mark = "✓" if info.get("correct") else "✗"
+            self.out.print(f"{mark} {info['prompt']!r} → {info['answer']!r}", markup=False,
+                           highlight=False)  # fmt: skip
         elif kind == "checkpoint":
             self._stop()
             self.out.print(f"checkpoint written at step {info['step']:,}: {info['path']}")
@@ -264,3 +291,142 @@ def print_summary(result, run_dir) -> None:
 def command_line() -> str:
     """The command as typed (for the report)."""
     return "g2c " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# -- the post-training stages (`g2c sft`, `g2c dpo`): the same machinery for any StageConfig --
+class _StageHelp(argparse.Action):
+    """``-h/--help`` showing each config flag's effective default (preset + --config + earlier
+    flags), as :class:`_PresetHelp` does for ``g2c train``."""
+
+    def __init__(self, option_strings, dest, presets=None, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show this help (with the chosen preset's values) and exit", **kw)  # fmt: skip
+        self.presets = presets
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        name = getattr(namespace, "preset", None) or next(iter(self.presets))
+        try:
+            cfg = resolve_stage_config(namespace, self.presets[name]).to_dict()
+        except (ValueError, FileNotFoundError, TypeError, KeyError):
+            cfg = None
+        for action in parser._actions:
+            field = getattr(action, "config_field", None)
+            if field is not None and cfg is not None:
+                section, key = field
+                action.help = f"{section}.{key} (default: {_shown(cfg[section][key])}, " \
+                              f"from preset {name})"  # fmt: skip
+        parser.print_help()
+        parser.exit()
+
+
+def _stage_converter(hint: Any):
+    if typing.get_origin(hint) is dict:
+        return parse_mixture
+    return _converter(hint)
+
+
+def add_stage_flags(p: argparse.ArgumentParser, config_cls: Any, presets: dict) -> None:
+    """A flag for every field of ``config_cls`` (a ``g2c.runs.sft.StageConfig``: ``--max-lr``,
+    ``--beta``, ``--mixture tasks=600,gsm8k=50`` ...), ``--config FILE``, ``--show-config`` and a
+    preset-aware ``--help`` (the parser must be created with ``add_help=False``)."""
+    p.add_argument("-h", "--help", action=_StageHelp, presets=presets)
+    sections = "] [".join(config_cls.SECTIONS)
+    p.add_argument("--config", default=None, help=f"TOML or JSON file with [{sections}]")
+    for section, fields in config_cls.fields().items():
+        group = p.add_argument_group(f"{section} settings (override the preset and --config)")
+        for name, (hint, _) in fields.items():
+            action = group.add_argument(
+                f"--{name.replace('_', '-')}", dest=f"{section}.{name}",
+                type=_stage_converter(hint), default=argparse.SUPPRESS, metavar=_metavar(hint),
+                help=f"{section}.{name} (default: from the preset; --show-config shows it)",
+            )  # fmt: skip
+            action.config_field = (section, name)
+    p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+
+
+def resolve_stage_config(args: argparse.Namespace, base: Any) -> Any:
+    """``base`` (a preset) < ``--config`` file < flags, validated."""
+    cfg = base
+    if getattr(args, "config", None):
+        cfg = cfg.override(load_config_file(args.config))
+    overrides: dict[str, dict] = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            overrides.setdefault(section, {})[name] = value
+    return cfg.override(overrides) if overrides else cfg
+
+
+class StopControl(LoopControl):
+    """A ``LoopControl`` that stops on ``stopped(step)`` (a signal flag) or at ``limit``."""
+
+    def __init__(self, stopped: Callable[[int], bool], limit: int | None = None) -> None:
+        self.stopped, self.limit = stopped, limit
+
+    def should_stop(self, step: int) -> bool:
+        return bool(self.stopped(step)) or (self.limit is not None and step >= self.limit)
+
+
+def register_stage(sub: argparse._SubParsersAction, name: str, module: Any, *, summary: str,
+                   description: str) -> None:  # fmt: skip
+    """Register ``g2c <name>`` for the stage ``module`` (``PRESETS``, its config class,
+    ``run``): ``--preset``, ``--config``, a flag per field, ``--out``, ``--resume`` /
+    ``--fresh``, ``--threads``, ``--show-config``, ``--debug``."""
+    presets = module.PRESETS
+    first = next(iter(presets))
+    p = sub.add_parser(name, add_help=False, description=description,
+                       help=f"{summary} (presets: {', '.join(presets)})")  # fmt: skip
+    p.add_argument("--preset", default=first, choices=tuple(presets),
+                   help=f"named configuration (default: {first})")  # fmt: skip
+    p.add_argument("--out", default=None, help="run directory (default: $G2C_HOME/<preset>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")  # fmt: skip
+    p.add_argument("--fresh", action="store_true", help="delete the run in --out and start over")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: min(2, cores))")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
+    add_stage_flags(p, type(presets[first]), presets)
+    p.set_defaults(func=lambda args: run_stage_command(args, module, name))
+
+
+def run_stage_command(args: argparse.Namespace, module: Any, name: str) -> int:
+    """Resolve the config, run (or resume) the stage with signals and progress, print a
+    summary; exit code 130 when stopped (run it again with --resume to continue)."""
+    cfg = resolve_stage_config(args, module.get_preset(args.preset))
+    if args.show_config:
+        console.print_json(json.dumps(cfg.to_dict()))
+        return 0
+    out = Path(args.out) if args.out else g2c_home() / args.preset
+    rd = RunDir(out)
+    if rd.exists() and not (args.resume or args.fresh):
+        raise ValueError(
+            f"{out} already holds a run; pass --resume to continue it, --fresh to start over, "
+            "or --out to use another directory"
+        )
+    if args.resume and not rd.exists():
+        raise FileNotFoundError(f"--resume: no run to resume in {out} (no run_config.json)")
+    set_threads(args.threads)
+    with stop_on_signals() as stopped:
+        result = module.run(
+            cfg, out, fresh=args.fresh, on_event=ProgressReporter(train_part="training"),
+            control=StopControl(stopped, args.stop_after_steps), command=command_line(),
+        )  # fmt: skip
+    if result.status == "interrupted":
+        console.print(f"stopped at step {result.step:,} of {result.max_steps:,}; run `g2c {name} "
+                      f"... --resume` with the same settings to continue from "
+                      f"{out / 'checkpoint.pt'}")  # fmt: skip
+        return 130
+    stages = rd.load_stages()
+    table = Table(title=f"{name} run {rd.root}")
+    for col in ("part", "time (s)", "result"):
+        table.add_column(col, justify="left" if col != "time (s)" else "right")
+    for part, s in stages.items():
+        shown = {k: v for k, v in s.items() if k in ("train_examples", "train_pairs", "step",
+                 "val_loss", "accuracy", "pref_accuracy", "format")}  # fmt: skip
+        text = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in shown.items())  # fmt: skip
+        table.add_row(part, f"{s.get('seconds', 0):.1f}", text)
+    console.print(table)
+    console.print(f"report: {rd.report}")
+    return 0

@@ -22,10 +22,8 @@ from rich.markup import escape
 
 from g2c.cli._common import add_runtime_flags, err_console, set_threads
 from g2c.nn import resolve_device
-from g2c.runs import resolve_model
+from g2c.runs.sft import load_any
 from g2c.sft.chat import ChatSession, template_for
-from g2c.transformer import load_model
-from g2c.transformer.loading import MODEL_NAMES
 
 HELP = """commands:
   /temp X            sampling temperature, ≥ 0 (0 = greedy)        alias /temperature
@@ -78,10 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_chat_model(name: str, device: str):
-    """``load_model`` for a path, a model name (``smollm2``) or a run name under G2C_HOME."""
-    if not Path(name).exists() and name.lower() not in MODEL_NAMES:
-        name = str(resolve_model(name))  # a run name; unknown → FileNotFoundError listing runs
-    return load_model(name, device=device)
+    """The model for a path, a model name (``smollm2``), a run name under G2C_HOME, or a LoRA
+    run (its base with the adapters merged): ``g2c.runs.sft.load_any``."""
+    return load_any(name, device=device)[1]
 
 
 class Terminal:

@@ -7,6 +7,8 @@ What the ``g2c`` commands do, as library code (callbacks, no printing):
 - :mod:`~g2c.runs.pretrain` — ``run`` / ``run_pretraining`` (``g2c train``, ``g2c speedrun``):
   tokenizer → pretraining → evaluation (val loss, bits per byte) → samples → report,
   resumable after an interruption; ``BudgetPlan`` re-plans a time-budgeted run.
+- :mod:`~g2c.runs.sft`, :mod:`~g2c.runs.dpo` — ``g2c sft`` / ``g2c dpo``: post-training of a
+  g2c run or SmolLM2 (``SFTRunConfig`` / ``DPORunConfig``, presets, resumable, LoRA option).
 - :mod:`~g2c.runs.mnist`, :mod:`~g2c.runs.lm`, :mod:`~g2c.runs.vectors` — the stages of
   ``g2c mnist``, ``g2c lm train|compare`` and ``g2c vectors train``.
 - :mod:`~g2c.runs.config` — ``RunConfig`` (data / model / train / run sections), the
@@ -18,6 +20,7 @@ What the ``g2c`` commands do, as library code (callbacks, no printing):
 - :mod:`~g2c.runs.heads` — per-layer attention maps and head-type scores (the inspector).
 """
 
+from g2c.runs import dpo, sft
 from g2c.runs.config import (
     PRESETS,
     DataConfig,
@@ -27,9 +30,11 @@ from g2c.runs.config import (
     get_preset,
     load_config_file,
 )
+from g2c.runs.dpo import DPORunConfig
 from g2c.runs.pretrain import BudgetPlan, RunResult, run_pretraining
 from g2c.runs.registry import find_models, format_size, load_run, model_name, resolve_model
 from g2c.runs.report import code_size_table, write_report
+from g2c.runs.sft import SFTRunConfig, StageResult
 from g2c.runs.stage import Stage
 from g2c.training import bits_per_byte
 from g2c.training import stream_loss as evaluate_stream  # the former name (g2c.training's now)
@@ -45,6 +50,11 @@ __all__ = [
     "BudgetPlan",
     "RunResult",
     "Stage",
+    "SFTRunConfig",
+    "DPORunConfig",
+    "StageResult",
+    "sft",
+    "dpo",
     "run_pretraining",
     "evaluate_stream",
     "bits_per_byte",

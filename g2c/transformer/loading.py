@@ -110,6 +110,16 @@ def _load_run(path: Path, device: str) -> LoadedModel:
         raise FileNotFoundError(f"{path} has no {TOKENIZER_FILE}: is it a g2c run directory?")
     tok = load_tokenizer(path / TOKENIZER_FILE)
     model = _transformer_from_dir(path, device, f"re-run the training, or delete {path}")
+    stored = manifest.get("chat_template")  # a fine-tuned model's own Jinja template, if any
+    if isinstance(stored, dict) and stored.get("source"):
+        info = GGUFChatInfo(
+            template=stored["source"],
+            bos_token=stored.get("bos_token"),
+            eos_token=stored.get("eos_token"),
+            pad_token=None,
+            special_tokens=tuple(getattr(tok, "special_tokens", ())),
+        )
+        return LoadedModel(model.eval(), tok, RUN_FORMAT, manifest, path, info.template, info)
     return LoadedModel(model.eval(), tok, RUN_FORMAT, manifest, path)
 
 
