@@ -484,7 +484,7 @@ def choose_template(choice: str, own: dict | None, tokenizer: Any) -> BaseChatTe
     else:
         template = ChatTemplate()
     try:
-        template.check_tokenizer(tokenizer)
+        template.check_tokenizer(tokenizer, template.required_tokens)
     except ValueError as exc:
         raise ValueError(f"model.template: {exc}") from None
     return template

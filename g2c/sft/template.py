@@ -96,10 +96,18 @@ class BaseChatTemplate:
 
     Subclasses set ``special_tokens`` (marker strings the tokenizer must know as special
     tokens), ``roles``, and write :meth:`spans`; :meth:`render` is the spans' text joined.
+    :attr:`required_tokens` are the markers every system/user/assistant conversation needs
+    (default: all of them); markers of other roles (a tool turn) are checked when a
+    conversation uses them.
     """
 
     special_tokens: tuple[str, ...] = ()
     roles: tuple[str, ...] = ROLES
+
+    @property
+    def required_tokens(self) -> tuple[str, ...]:
+        """Markers a system / user / assistant conversation writes (checked up front)."""
+        return self.special_tokens
 
     def spans(self, messages: list[dict], *, add_generation_prompt: bool = False) -> list[ChatSpan]:
         """The conversation as :class:`ChatSpan` pieces in order."""
@@ -197,6 +205,12 @@ class ChatTemplate(BaseChatTemplate):
             "tool": self.TOOL,
         }
         self.special_tokens = (self.SYSTEM, self.USER, self.ASSISTANT, self.TOOL, self.END)
+
+    @property
+    def required_tokens(self) -> tuple[str, ...]:
+        """``<|system|> <|user|> <|assistant|> <|end|>``: a run whose tokenizer predates the
+        tool markers can still be fine-tuned and chatted with (tool turns then refuse)."""
+        return (self.SYSTEM, self.USER, self.ASSISTANT, self.END)
 
     def spans(self, messages: list[dict], *, add_generation_prompt: bool = False) -> list[ChatSpan]:
         """Pieces: marker line (template), content, then "\\n" — or END, trained, after an
