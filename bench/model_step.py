@@ -90,13 +90,13 @@ def make_g2c(variant: str):
     return step, model.num_parameters()
 
 
-def make_g2c_trainer(data: torch.Tensor):
+def make_g2c_trainer(data: torch.Tensor, **switches):
     """step(x, y) running the default ``TransformerLM`` + ``Trainer.train_step`` (AdamW, betas
     0.9/0.99, weight decay 0.1, clip 1.0 — nanoGPT's train.py settings). The Trainer draws its
     own windows of ``data`` (``get_lm_batch``, ~0.05 ms: inside the timed step), so x, y are
     ignored."""
     torch.manual_seed(0)
-    model = TransformerLM(**CONFIG, init="gpt2")
+    model = TransformerLM(**CONFIG, init="gpt2", **switches)
     trainer = Trainer(model, batch_size=BATCH, context_length=CONFIG["max_seq_len"],
                       max_steps=10**9, max_lr=1e-3, weight_decay=0.1, grad_clip=1.0,
                       optimizer="adamw", betas=(0.9, 0.99), device="cpu", seed=0)  # fmt: skip
@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "nanoGPT model.py + train.py step (clip 1.0)": make_nanogpt_step(*nano_args)[0],
         "nanoGPT, bias=True (g2c's architecture)": make_nanogpt_step(*nano_args, bias=True)[0],
         "g2c TransformerLM + Trainer.train_step (default)": make_g2c_trainer(data),
+        "g2c + Trainer, bias=False (nanoGPT's architecture)": make_g2c_trainer(data, bias=False),
         "g2c (attention_impl='sdpa') + g2c AdamW": make_g2c("sdpa")[0],
         "g2c (reference, fused=False) + g2c AdamW": make_g2c("reference")[0],
     }
