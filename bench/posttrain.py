@@ -160,10 +160,13 @@ def _g2c_model(spec: dict):
         from g2c.transformer.gguf_loader import load_hf_llama
 
         hf = transformers.LlamaForCausalLM.from_pretrained(spec["hf_dir"])
-        return load_hf_llama(hf)
-    from g2c.transformer import load_model
+        model = load_hf_llama(hf)
+    else:
+        from g2c.transformer import load_model
 
-    return load_model("smollm2").model
+        model = load_model("smollm2").model
+    model.activation_checkpointing = bool(spec.get("gc", False))  # --gradient-checkpointing
+    return model
 
 
 def _hf_model(spec: dict):
@@ -275,6 +278,7 @@ def run_g2c(spec: dict, data: dict, out: dict) -> None:
                            max_seq_len=L, pad_id=pad_id, beta=BETA, **common)  # fmt: skip
     out["setup_s"] = time.perf_counter() - t0
     out["trainable_params"], out["total_params"] = count_parameters(model)
+    model.train()  # as Trainer.train() does (load_model returns eval mode)
     times, losses = [], []
     for _ in range(steps):
         t = time.perf_counter()
@@ -470,6 +474,11 @@ def main() -> None:
         help="TRL with its default gradient checkpointing (off by default here: the issue's "
         "figures are without it)",
     )  # fmt: skip
+    ap.add_argument(
+        "--gradient-checkpointing", action="store_true",
+        help="both sides recompute activations in backward: g2c's per-block "
+        "TransformerLM.activation_checkpointing and TRL's gradient_checkpointing",
+    )  # fmt: skip
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -493,7 +502,8 @@ def main() -> None:
         data = build_data(a.quick, n_batches)
         (tmp / "data.json").write_text(json.dumps(data))
         base = {"data": str(tmp / "data.json"), "quick": a.quick, "warmup": a.warmup,
-                "steps": a.steps, "trl_gc": a.trl_gradient_checkpointing}  # fmt: skip
+                "steps": a.steps, "gc": a.gradient_checkpointing,
+                "trl_gc": a.trl_gradient_checkpointing or a.gradient_checkpointing}  # fmt: skip
         base["hf_dir"] = str(_tiny_hf_dir(tmp) if a.quick else _smollm2_hf_dir(tmp))
         raw, results = {}, {}
         for case in cases:
@@ -517,7 +527,9 @@ def main() -> None:
         "settings": {"batch_size": BATCH, "max_seq_len": data["seq_len"], "dtype": "float32",
                      "optimizer": "AdamW lr 1e-5 constant, wd 0, clip 1.0", "beta": BETA,
                      "lora": f"r={RANK} alpha={RANK}, every linear layer of the blocks",
-                     "trl_gradient_checkpointing": a.trl_gradient_checkpointing,
+                     "trl_gradient_checkpointing": a.trl_gradient_checkpointing
+                     or a.gradient_checkpointing,
+                     "g2c_activation_checkpointing": a.gradient_checkpointing,
                      "warmup_steps": a.warmup, "timed_steps": a.steps, "quick": a.quick,
                      "data": data["source"]},
         "results": results,

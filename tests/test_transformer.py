@@ -501,3 +501,36 @@ def test_segment_ids_checked_and_one_segment_is_plain_forward():
         model(idx, segment_ids=torch.zeros(2, 5, dtype=torch.long))
     with pytest.raises(TypeError, match="segment_ids"):
         model(idx, segment_ids=torch.zeros(2, 6))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_activation_checkpointing_gives_the_same_gradients(packed):
+    """Per-block recomputation in backward changes memory, not numbers (dropout included:
+    torch.utils.checkpoint replays the RNG state)."""
+    grads = []
+    for flag in (False, True):
+        model = TransformerLM(
+            23, 16, 3, 2, 12, dropout=0.1, generator=torch.Generator().manual_seed(0)
+        )
+        model.activation_checkpointing = flag
+        idx = torch.randint(0, 23, (2, 12), generator=torch.Generator().manual_seed(1))
+        seg = torch.tensor([[0] * 5 + [1] * 7, [0] * 12]) if packed else None
+        torch.manual_seed(3)
+        logits = model(idx, segment_ids=seg)
+        logits.square().mean().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    saved = []  # bytes autograd keeps for backward, with and without recomputation
+    for flag in (False, True):
+        model.activation_checkpointing = flag
+        count = [0]
+
+        def pack(t, count=count):
+            count[0] += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(idx, segment_ids=seg).sum()
+        saved.append(count[0])
+    assert saved[1] < saved[0] / 2, saved  # only the blocks' inputs (and the head) are kept

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from g2c.artifacts import atomic_write_json, load_safetensors, save_safetensors
 from g2c.attention import LayerKVCache, check_segment_ids, segment_positions
@@ -318,6 +319,12 @@ class TransformerLM(Module):
         """Last block's output (B, T, D) → logits (B, T, V): ln_final, then the output matrix."""
         return self.logits_from_hidden(self.ln_final(x))
 
+    #: Per-block activation checkpointing (Chen et al. 2016; ``torch.utils.checkpoint``,
+    #: non-reentrant): when True, training forwards keep only each block's input and recompute
+    #: the block in backward — about one extra forward per step for the memory of the
+    #: activations. Same gradients (tested); a runtime switch, not part of the config.
+    activation_checkpointing: bool = False
+
     def forward_hidden(
         self, idx: torch.Tensor, *, segment_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -340,8 +347,12 @@ class TransformerLM(Module):
         packed = (
             {} if segment_ids is None else {"segment_ids": segment_ids}
         )  # plain call: as before
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x, **packed)  # (B, T, D) -> (B, T, D)
+            if recompute:  # keep only the block's input; rerun it in backward (less memory)
+                x = checkpoint(block, x, use_reentrant=False, **packed)
+            else:
+                x = block(x, **packed)  # (B, T, D) -> (B, T, D)
         return self.ln_final(x)
 
     def forward(
