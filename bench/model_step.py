@@ -107,6 +107,26 @@ def make_g2c_trainer(data: torch.Tensor, **switches):
     return step
 
 
+def pair_check(data: torch.Tensor, steps: int = 300) -> dict:
+    """Only two contenders, one step each in turn (no other model between them in the caches):
+    the default TransformerLM + Trainer vs nanoGPT at the same architecture (bias=True)."""
+    g2c_step = make_g2c_trainer(data)
+    nano_step = make_nanogpt_step(CONFIG["vocab_size"], CONFIG["max_seq_len"], CONFIG["num_layers"],
+                                  CONFIG["num_heads"], CONFIG["embedding_dim"], bias=True)[0]  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    times: dict[str, list[float]] = {"g2c": [], "nanogpt": []}
+    for i in range(10 + steps):
+        for name, step in (("g2c", g2c_step), ("nanogpt", nano_step)):
+            x, y = _batch(data, g)
+            t0 = time.perf_counter()
+            step(x, y)
+            if i >= 10:
+                times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    return {"steps": steps, "g2c_ms": med["g2c"], "nanogpt_ms": med["nanogpt"],
+            "ratio": med["g2c"] / med["nanogpt"], "load_avg_1min": os.getloadavg()[0]}  # fmt: skip
+
+
 def make_hf():
     """(step function, parameter count) for GPT2LMHeadModel + torch.optim.AdamW."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -207,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="3 rounds of 3 steps")
     ap.add_argument("--memory", action="store_true", help="only the 10M-parameter memory check")
     ap.add_argument("--kv", action="store_true", help="only the KV-cache decoding check")
+    ap.add_argument("--pair", action="store_true",
+                    help="only default TransformerLM + Trainer vs nanoGPT (bias=True), one step "
+                         "each in turn")  # fmt: skip
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "model_step.json"))
     args = ap.parse_args(argv)
     if args.quick:
@@ -231,6 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     data = _data()
+    if args.pair:
+        pair = pair_check(data, steps=args.rounds * args.steps_per_round)
+        print(
+            f"g2c TransformerLM + Trainer {pair['g2c_ms']:.2f} ms vs nanoGPT (bias=True) "
+            f"{pair['nanogpt_ms']:.2f} ms: {pair['ratio']:.3f}x ({pair['steps']} steps each, "
+            "alternating step by step)"
+        )
+        atomic_write_json(Path(args.out).with_name("model_step_pair.json"), pair)
+        return 0
     hf_step, hf_params, hf_attn = make_hf()
     default_step, g2c_params = make_g2c("default")
     nano_args = (CONFIG["vocab_size"], CONFIG["max_seq_len"], CONFIG["num_layers"],
