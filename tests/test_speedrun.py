@@ -18,6 +18,7 @@ import torch
 from g2c.cli import main
 from g2c.runs import bits_per_byte, code_size_table, evaluate_stream, get_preset
 from g2c.runs.pretrain import plan_max_steps
+from g2c.transformer import load_model
 
 TEXT = (
     "KING RICHARD:\nNow is the winter of our discontent made glorious summer by this sun.\n\n"
@@ -67,6 +68,15 @@ def test_speedrun_smoke_on_real_data_writes_a_report(tmp_path, capsys):
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert {s["tag"] for s in samples} == {"during", "final"}
     assert "report:" in capsys.readouterr().out
+    # the speedrun learns to chat: SFT on the pretrained run, DPO on the SFT run
+    sft_m = json.loads((out / "sft" / "manifest.json").read_text())
+    dpo_m = json.loads((out / "dpo" / "manifest.json").read_text())
+    assert (
+        Path(sft_m["parent"]) == out.resolve() and Path(dpo_m["parent"]) == (out / "sft").resolve()
+    )
+    assert sft_m["metrics"]["steps"] > 0 and dpo_m["metrics"]["steps"] > 0
+    assert "## The speedrun learns to chat" in report and "| family | base | SFT | DPO |" in report
+    assert load_model(out / "dpo").tokenizer is not None  # g2c chat reads it
 
 
 @pytest.mark.slow

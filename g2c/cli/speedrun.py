@@ -1,4 +1,5 @@
-"""`g2c speedrun` — the main job: BPE tokenizer → pretraining → eval → samples → report.
+"""`g2c speedrun` — the main job: BPE tokenizer → pretraining → eval → samples → SFT → DPO →
+report (a chat-ready run directory).
 
     g2c speedrun                         # ≤ 15 min on a 2-core CPU, into runs/speedrun
     g2c speedrun --budget-minutes 5      # scale the time budget (training gets what is left)
@@ -18,8 +19,16 @@ from pathlib import Path
 
 from g2c.artifacts import g2c_home
 from g2c.cli._common import add_runtime_flags, console
-from g2c.cli._run import add_config_flags, resolve_config
+from g2c.cli._run import (
+    ProgressReporter,
+    StopControl,
+    add_config_flags,
+    command_line,
+    resolve_config,
+    stop_on_signals,
+)
 from g2c.cli.train import execute
+from g2c.runs import speedrun
 from g2c.runs.config import RunConfig, get_preset
 
 
@@ -46,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-path", default=None, help="explicit data root for the corpus")
     p.add_argument("--stop-after-steps", type=int, default=None,
                    help="test hook: checkpoint and stop after this many steps")  # fmt: skip
+    p.add_argument("--no-chat", action="store_true",
+                   help="stop after pretraining (skip the SFT and DPO stages)")  # fmt: skip
     add_config_flags(p, _preset)
     add_runtime_flags(p)
     p.set_defaults(func=run)
@@ -59,4 +70,18 @@ def run(args: argparse.Namespace) -> int:
         console.print_json(json.dumps(cfg.to_dict()))
         return 0
     out = Path(args.out) if args.out else g2c_home() / preset
-    return execute(cfg, out, args, fresh=args.fresh)
+    code = execute(cfg, out, args, fresh=args.fresh)
+    if code != 0 or args.no_chat:
+        return code
+    with stop_on_signals() as stopped:  # SFT then DPO on the pretrained model (resumable)
+        results = speedrun.posttrain(
+            out, smoke=args.smoke, on_event=ProgressReporter(train_part="training"),
+            control=StopControl(stopped, None), command=command_line(),
+        )  # fmt: skip
+    done = results["dpo"] is not None and results["dpo"].status == "complete"
+    if not done:
+        console.print("stopped during post-training; run the same command again to continue")
+        return 130
+    console.print(f"report: {out / 'report.md'}")
+    console.print(f"talk to it: g2c chat {out / 'dpo'}")
+    return 0

@@ -261,16 +261,21 @@ def onpolicy_pairs(base: Base, items: list[TaskItem], *, samples: int, temperatu
                    max_new_tokens: int, seed: int) -> tuple[list[dict], dict]:  # fmt: skip
     """Pairs for task items: chosen = the correct answer, rejected = the model's own wrong
     greedy answer, else its first wrong sample among ``samples`` tries. Returns (pairs,
-    counts {"greedy_wrong", "sampled_wrong", "all_right"})."""
+    counts {"greedy_wrong", "sampled_wrong", "all_right", "too_long"}: prompts that do not
+    fit the model's context give no pair)."""
     was_training = base.model.training
     greedy = chat_session(base, max_new_tokens)
     sampler = ChatSession(base.model, base.tokenizer, base.template, temperature=temperature,
                           top_p=None, max_new_tokens=max_new_tokens, seed=seed)  # fmt: skip
-    pairs, counts = [], {"greedy_wrong": 0, "sampled_wrong": 0, "all_right": 0}
+    pairs, counts = [], {"greedy_wrong": 0, "sampled_wrong": 0, "all_right": 0, "too_long": 0}
     try:
         for item in items:
             prompt = item.messages[:-1]
-            reply = answer(greedy, prompt)
+            try:
+                reply = answer(greedy, prompt)
+            except ValueError:  # the prompt does not fit the model's context: no pair
+                counts["too_long"] += 1
+                continue
             if score_answer(item, reply):
                 reply = None
                 for _ in range(samples):

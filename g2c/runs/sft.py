@@ -588,14 +588,18 @@ def chat_session(base: Base, max_new_tokens: int) -> ChatSession:
 def task_accuracy(base: Base, items: list[TaskItem], max_new_tokens: int) -> dict[str, Any]:
     """Exact-match accuracy of greedy answers on task ``items`` → ``{"accuracy", "per_family":
     {family: accuracy}, "answers": [{"family", "prompt", "reference", "answer", "correct"}]}``.
-    The model's train/eval mode is restored."""
+    A prompt too long for the model's context counts as wrong (its answer says so). The
+    model's train/eval mode is restored."""
     was_training = base.model.training
     session = chat_session(base, max_new_tokens)
     answers: list[dict] = []
     per: dict[str, list[bool]] = {}
     try:
         for item in items:
-            reply = answer(session, item.messages[:-1])
+            try:
+                reply = answer(session, item.messages[:-1])
+            except ValueError:  # the prompt does not fit the model's context: scored wrong
+                reply = "(prompt longer than the model's context)"
             ok = score_answer(item, reply)
             per.setdefault(item.family, []).append(ok)
             answers.append({"family": item.family, "prompt": item.messages[0]["content"],
