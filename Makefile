@@ -26,7 +26,7 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
-## make speedrun: the main job (tokenizer -> pretraining -> eval -> samples -> report)
+## make speedrun: the main job (tokenizer -> pretraining -> eval -> samples -> SFT -> DPO -> report)
 speedrun: install
 	$(BIN)/g2c speedrun $(ARGS)
 
