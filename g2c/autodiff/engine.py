@@ -192,14 +192,7 @@ class Value:
 VALUE_TYPES = (Value, reference.Value)  # the fast engine and the reference, for isinstance
 
 
-def _number(x: object, op: str) -> float:
-    """Check that ``x`` is a plain number for operator ``op`` (TypeError otherwise)."""
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return x
-    got = type(x).__name__
-    if got == "Value":  # a Value of the other engine
-        got = f"{type(x).__module__}.Value (the fast and reference engines do not mix)"
-    raise TypeError(f"Value {op}: the other operand must be a Value, int or float, got {got}")
+_number = reference._number  # one operand check for both engines
 
 
 def topological_order(root: Value | reference.Value) -> list[Value]:

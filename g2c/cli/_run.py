@@ -364,6 +364,7 @@ class StopControl(LoopControl):
         self.stopped, self.limit = stopped, limit
 
     def should_stop(self, step: int) -> bool:
+        """True after a stop signal, or once ``step`` reaches ``limit``."""
         return bool(self.stopped(step)) or (self.limit is not None and step >= self.limit)
 
 
@@ -390,6 +391,21 @@ def register_stage(sub: argparse._SubParsersAction, name: str, module: Any, *, s
     p.set_defaults(func=lambda args: run_stage_command(args, module, name))
 
 
+def run_directory(args: argparse.Namespace) -> Path:
+    """``--out`` (default ``$G2C_HOME/<preset>``), checked against ``--resume`` / ``--fresh``:
+    an existing run needs one of them; ``--resume`` needs a run to resume."""
+    out = Path(args.out) if args.out else g2c_home() / args.preset
+    exists = RunDir(out).exists()
+    if exists and not (args.resume or args.fresh):
+        raise ValueError(
+            f"{out} already holds a run; pass --resume to continue it, --fresh to start over, "
+            "or --out to use another directory"
+        )
+    if args.resume and not exists:
+        raise FileNotFoundError(f"--resume: no run to resume in {out} (no run_config.json)")
+    return out
+
+
 def run_stage_command(args: argparse.Namespace, module: Any, name: str) -> int:
     """Resolve the config, run (or resume) the stage with signals and progress, print a
     summary; exit code 130 when stopped (run it again with --resume to continue)."""
@@ -397,15 +413,8 @@ def run_stage_command(args: argparse.Namespace, module: Any, name: str) -> int:
     if args.show_config:
         console.print_json(json.dumps(cfg.to_dict()))
         return 0
-    out = Path(args.out) if args.out else g2c_home() / args.preset
+    out = run_directory(args)
     rd = RunDir(out)
-    if rd.exists() and not (args.resume or args.fresh):
-        raise ValueError(
-            f"{out} already holds a run; pass --resume to continue it, --fresh to start over, "
-            "or --out to use another directory"
-        )
-    if args.resume and not rd.exists():
-        raise FileNotFoundError(f"--resume: no run to resume in {out} (no run_config.json)")
     set_threads(args.threads)
     with stop_on_signals() as stopped:
         result = module.run(

@@ -18,7 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-from g2c.artifacts import g2c_home
 from g2c.cli._common import add_runtime_flags, console, set_threads
 from g2c.cli._run import (
     ProgressReporter,
@@ -26,11 +25,11 @@ from g2c.cli._run import (
     command_line,
     print_summary,
     resolve_config,
+    run_directory,
     stop_on_signals,
 )
 from g2c.runs import pretrain
 from g2c.runs.config import PRESETS, RunConfig, get_preset
-from g2c.runs.rundir import RunDir
 
 
 def _preset(namespace: argparse.Namespace) -> tuple[str, RunConfig]:
@@ -67,16 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.show_config:
         console.print_json(json.dumps(cfg.to_dict()))
         return 0
-    out = Path(args.out) if args.out else g2c_home() / args.preset
-    rd = RunDir(out)
-    if rd.exists() and not (args.resume or args.fresh):
-        raise ValueError(
-            f"{out} already holds a run; pass --resume to continue it, --fresh to start over, "
-            "or --out to use another directory"
-        )
-    if args.resume and not rd.exists():
-        raise FileNotFoundError(f"--resume: no run to resume in {out} (no run_config.json)")
-    return execute(cfg, out, args, fresh=args.fresh)
+    return execute(cfg, run_directory(args), args, fresh=args.fresh)
 
 
 def execute(cfg: RunConfig, out: Path, args: argparse.Namespace, *, fresh: bool) -> int:
