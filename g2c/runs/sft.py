@@ -99,10 +99,12 @@ class Section:
     section = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict of the section's fields."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
+        """Inverse of :meth:`to_dict`; an unknown key → ValueError naming it (fields validate themselves)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -310,10 +312,12 @@ class StageConfig:
     SECTIONS: dict[str, type] = {}
 
     def to_dict(self) -> dict[str, dict]:
+        """``{section: {field: value}}``, plain JSON."""
         return {name: getattr(self, name).to_dict() for name in self.SECTIONS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
+        """Inverse of :meth:`to_dict`; an unknown section → ValueError naming it."""
         unknown = sorted(set(d) - set(cls.SECTIONS))
         if unknown:
             raise ValueError(
@@ -322,6 +326,7 @@ class StageConfig:
         return cls(**{k: cls.SECTIONS[k].from_dict(v) for k, v in d.items()})
 
     def to_json(self) -> str:
+        """JSON text of :meth:`to_dict`."""
         return json.dumps(self.to_dict(), indent=2)
 
     def override(self, overrides: dict[str, dict]) -> Any:

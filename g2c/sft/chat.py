@@ -145,6 +145,7 @@ class ChatSession:
 
     @system.setter
     def system(self, value: str | None) -> None:
+        """Set the system message (a string, or None for none); another type → ValueError."""
         if value is not None and not isinstance(value, str):
             raise ValueError(f"system must be a string or None, got {type(value).__name__}")
         self._system = value or None
@@ -156,6 +157,7 @@ class ChatSession:
 
     @temperature.setter
     def temperature(self, value: float) -> None:
+        """Set the temperature; negative or not a number → ValueError."""
         _check_number("temperature", value)
         if value < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {value}")
@@ -168,6 +170,7 @@ class ChatSession:
 
     @top_k.setter
     def top_k(self, value: int | None) -> None:
+        """Set top-k (a positive int, or None = off); anything else → ValueError."""
         if value is not None:
             _check_number("top_k", value, integer=True)
             if value <= 0:
@@ -181,6 +184,7 @@ class ChatSession:
 
     @top_p.setter
     def top_p(self, value: float | None) -> None:
+        """Set top-p (in (0, 1], or None = off); anything else → ValueError."""
         if value is not None:
             _check_number("top_p", value)
             if not 0 < value <= 1:
@@ -195,6 +199,7 @@ class ChatSession:
 
     @max_new_tokens.setter
     def max_new_tokens(self, value: int) -> None:
+        """Set the reply length limit (a positive int); anything else → ValueError."""
         _check_number("max_new_tokens", value, integer=True)
         if value <= 0:
             raise ValueError(f"max_new_tokens must be a positive integer, got {value}")
@@ -207,6 +212,7 @@ class ChatSession:
 
     @repetition_penalty.setter
     def repetition_penalty(self, value: float) -> None:
+        """Set the repetition penalty (> 0; 1 = off); anything else → ValueError."""
         _check_number("repetition_penalty", value)
         if not value > 0:
             raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {value}")
@@ -219,6 +225,7 @@ class ChatSession:
 
     @seed.setter
     def seed(self, value: int | None) -> None:
+        """Set the sampling seed (an int, or None for a random one); anything else → ValueError."""
         if value is not None:
             _check_number("seed", value, integer=True)
         self._seed = value

@@ -149,22 +149,27 @@ class _CountingDict(dict):
         return self
 
     def pop(self, *args: Any) -> Any:
+        """``dict.pop``, counted as an edit."""
         self.version += 1
         return super().pop(*args)
 
     def popitem(self) -> tuple[Any, Any]:
+        """``dict.popitem``, counted as an edit."""
         self.version += 1
         return super().popitem()
 
     def clear(self) -> None:
+        """``dict.clear``, counted as an edit."""
         self.version += 1
         super().clear()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
+        """``dict.update``, counted as an edit."""
         self.version += 1
         super().update(*args, **kwargs)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
+        """``dict.setdefault``, counted as an edit."""
         self.version += 1
         return super().setdefault(key, default)
 
@@ -266,6 +271,7 @@ class BPETokenizer:
 
     @merges.setter
     def merges(self, value: dict[tuple[int, int], int]) -> None:
+        """Replace the merges; the dict is wrapped so later edits are counted and take effect at the next encode."""
         self._merges = _CountingDict(value)
 
     def _sync(self) -> None:

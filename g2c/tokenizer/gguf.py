@@ -104,11 +104,13 @@ class _KVReader:
         self.buf, self.pos = buf, 0
 
     def unpack(self, fmt: str) -> Any:
+        """One little-endian ``struct`` value of format ``fmt`` at the cursor; the cursor moves past it."""
         (value,) = struct.unpack_from("<" + fmt, self.buf, self.pos)
         self.pos += struct.calcsize(fmt)
         return value
 
     def string(self) -> str:
+        """A GGUF string (uint64 length, UTF-8 bytes); past the end → EOFError."""
         n = self.unpack("Q")
         if self.pos + n > len(self.buf):
             raise EOFError(f"string of {n} bytes runs past the end of the file")
@@ -117,6 +119,7 @@ class _KVReader:
         return text
 
     def value(self, vtype: int) -> Any:
+        """A metadata value of GGUF type ``vtype`` (scalar, string or array)."""
         if vtype in _GGUF_SCALARS:
             return self.unpack(_GGUF_SCALARS[vtype])
         if vtype == _GGUF_STRING:
