@@ -479,6 +479,8 @@ def main() -> None:
         help="both sides recompute activations in backward: g2c's per-block "
         "TransformerLM.activation_checkpointing and TRL's gradient_checkpointing",
     )  # fmt: skip
+    ap.add_argument("--impls", default=",".join(IMPLS),
+                    help="comma list of g2c,trl (one alone: its raw numbers, no ratios)")  # fmt: skip
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -506,10 +508,15 @@ def main() -> None:
                 "trl_gc": a.trl_gradient_checkpointing or a.gradient_checkpointing}  # fmt: skip
         base["hf_dir"] = str(_tiny_hf_dir(tmp) if a.quick else _smollm2_hf_dir(tmp))
         raw, results = {}, {}
+        impls = [i for i in IMPLS if i in a.impls.split(",")]
         for case in cases:
-            for impl in IMPLS:
+            for impl in impls:
                 print(f"running {case} / {impl} ...", flush=True)
-                raw[f"{case}/{impl}"] = run_case({**base, "case": case, "impl": impl}, tmp)
+                r = raw[f"{case}/{impl}"] = run_case({**base, "case": case, "impl": impl}, tmp)
+                print(f"    {impl}: peak RSS {r['peak_rss_mb']:.0f} MB, after load "
+                      f"{r['rss_after_load_mb']:.0f} MB, steps {[round(x, 2) for x in r['step_s']]} s")  # fmt: skip
+            if len(impls) < 2:
+                continue
             results[case] = summarise(case, raw[f"{case}/g2c"], raw[f"{case}/trl"], a.warmup)
             print_table({case: results[case]})
     print()
@@ -535,7 +542,7 @@ def main() -> None:
         "results": results,
         "raw": raw,
     }  # fmt: skip
-    out = a.out or (None if a.quick else str(RESULTS))
+    out = a.out or (None if a.quick or len(impls) < 2 else str(RESULTS))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(record, indent=1) + "\n")

@@ -30,6 +30,7 @@ from g2c.sft import (
     masked_cross_entropy,
     pack_examples,
     pad_and_collate,
+    projected_token_nll,
     render_with_mask,
     score_answer,
     sft_eval_loss,
@@ -292,6 +293,41 @@ def test_sft_loss_projects_only_masked_rows_and_equals_full_logits(kw, monkeypat
     zero.backward()
     assert zero.item() == 0.0
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_chunked_projection_equals_one_projection_in_values_and_gradients(monkeypatch):
+    """projected_token_nll in chunks (checkpointed under gradients when the model uses
+    activation checkpointing; plain chunks without gradients) == one (N, V) projection."""
+    import g2c.sft.loss as sft_loss_module
+
+    model = _tiny_lm(positional="rope", norm="rmsnorm", bias=False)
+    exs = [render_with_mask(CONV, TOK), render_with_mask(CONV[1:3], TOK)]
+    x, y, mask = pad_and_collate(exs, 96, SP["<|pad|>"], pad_to_longest=True)
+    loss_plain, _ = sft_loss(model, x, y, mask)
+    loss_plain.backward()
+    grads_plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    rows = int(mask.sum())
+    monkeypatch.setattr(sft_loss_module, "LOGITS_CHUNK_ELEMENTS", 7 * model.vocab_size)
+    calls = []
+    head = model.logits_from_hidden
+    monkeypatch.setattr(model, "logits_from_hidden", lambda h: calls.append(len(h)) or head(h))
+    model.activation_checkpointing = True
+    loss_chunked, _ = sft_loss(model, x, y, mask)
+    assert calls == [7] * (rows // 7) + ([rows % 7] if rows % 7 else [])
+    loss_chunked.backward()  # recomputes each chunk's logits
+    assert len(calls) == 2 * len(range(0, rows, 7))
+    torch.testing.assert_close(loss_chunked, loss_plain, atol=1e-6, rtol=0)
+    for p, g in zip(model.parameters(), grads_plain):
+        torch.testing.assert_close(p.grad, g, atol=1e-6, rtol=1e-5)
+    h = model.forward_hidden(x).detach()[mask.bool()]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            projected_token_nll(model, h, y[mask.bool()]),
+            projected_token_nll(model, h, y[mask.bool()], chunked=False),
+            atol=1e-6,
+            rtol=0,
+        )
 
 
 class _LogitsOnly(Module):

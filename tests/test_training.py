@@ -103,6 +103,23 @@ def test_adamw_foreach_equals_loop():
         torch.testing.assert_close(x, y, atol=1e-9, rtol=1e-7)
 
 
+def test_adamw_foreach_in_size_bounded_groups_equals_loop(monkeypatch):
+    """The foreach path cuts the parameters into groups of at most FOREACH_CHUNK_NUMEL elements
+    (bounded temporaries); a limit smaller than the tensors splits every group, same numbers."""
+    import g2c.training.adamw as adamw
+
+    monkeypatch.setattr(adamw, "FOREACH_CHUNK_NUMEL", 10)
+    opt = AdamW([torch.zeros(5, 8), torch.zeros(8), torch.zeros(8, 3), torch.zeros(3)], lr=0.1)
+    assert opt._chunks([0, 1, 2, 3]) == [[0], [1], [2], [3]]
+    monkeypatch.setattr(adamw, "FOREACH_CHUNK_NUMEL", 30)  # sizes 40, 8, 24, 3
+    assert opt._chunks([0, 1, 2, 3]) == [[0], [1], [2, 3]]
+    a, _, _ = _run_pair(5, steps=30, foreach=True, lr=1e-2, weight_decay=0.1)
+    b, ref, _ = _run_pair(5, steps=30, foreach=False, lr=1e-2, weight_decay=0.1)
+    for x, y, r in zip(a, b, ref):
+        torch.testing.assert_close(x, y, atol=1e-7, rtol=1e-7)
+        torch.testing.assert_close(x, r, atol=1e-6, rtol=1e-6)
+
+
 def test_adamw_decoupled_decay_applies_with_zero_gradient():
     p = torch.randn(10, requires_grad=True)
     p0 = p.detach().clone()
@@ -323,3 +340,17 @@ def test_cosine_warmup_equal_to_max_steps():
 def test_cosine_bad_arguments(args, name):
     with pytest.raises(ValueError, match=name):
         cosine_with_warmup(*args)
+
+
+def test_pin_malloc_mmap_threshold(monkeypatch):
+    import platform
+
+    from g2c.training import pin_malloc_mmap_threshold
+
+    with pytest.raises(ValueError, match="threshold_bytes"):
+        pin_malloc_mmap_threshold(100)
+    monkeypatch.setenv("G2C_MALLOC_TUNING", "0")
+    assert pin_malloc_mmap_threshold() is False  # opted out
+    monkeypatch.delenv("G2C_MALLOC_TUNING")
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert pin_malloc_mmap_threshold() is glibc  # mallopt accepted it (glibc) / no-op elsewhere

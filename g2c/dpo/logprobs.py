@@ -8,7 +8,8 @@ full logits dominate memory. ``response_logprobs`` does the same sum for a model
     h  = model.forward_hidden(x)            (B, T) -> (B, T, D)   final-normed hidden states
     hs = h[mask]                            (N, D)                N = response positions
     z  = model.logits_from_hidden(hs)       (N, V)                the vocabulary projection, N rows only
-    lp = z[target] − logsumexp(z)           (N,)                  (no (N, V) log-softmax kept)
+    lp = z[target] − logsumexp(z)           (N,)                  (no (N, V) log-softmax kept;
+                                                                  in chunks: projected_token_nll)
     out[b] = Σ lp over row b's positions    (B,)                  index_add
 
 Tested equal to the full-logits path (``tests/test_dpo.py``). Any other model (B, T) → (B, T, V)
@@ -24,7 +25,8 @@ from typing import Any
 import torch
 
 from g2c.dpo.data import PreferenceExample, as_preference_examples, pad_and_collate_pref
-from g2c.dpo.loss import _float, sequence_logprob
+from g2c.dpo.loss import sequence_logprob
+from g2c.sft.loss import projected_token_nll
 
 
 def has_hidden_path(model: Any) -> bool:
@@ -54,9 +56,7 @@ def response_logprobs(
     if full_logits or not has_hidden_path(model):
         return sequence_logprob(model(x), y, keep, average=average)
     h = model.forward_hidden(x)  # (B, T) -> (B, T, D)
-    z = _float(model.logits_from_hidden(h[keep]))  # (N, D) -> (N, V)
-    tgt = y[keep].unsqueeze(-1)  # (N, 1)
-    lp = z.gather(-1, tgt).squeeze(-1) - torch.logsumexp(z, dim=-1)  # (N,)
+    lp = -projected_token_nll(model, h[keep], y[keep])  # (N, D) -> (N, V) -> (N,), chunked
     rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1).expand_as(keep)[keep]  # (N,)
     out = torch.zeros(x.shape[0], dtype=lp.dtype, device=lp.device).index_add_(0, rows, lp)
     if average:

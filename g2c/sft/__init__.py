@@ -18,7 +18,7 @@ the loss only on what the assistant says. Shapes: conversations → SFTExample(i
 
 from g2c.sft.chat import CHAT_FORMAT, ChatSession, TurnInfo, template_for
 from g2c.sft.data import PackedRow, check_examples, collate_packed, pack_examples, pad_and_collate
-from g2c.sft.loss import masked_cross_entropy, sft_loss, token_nll
+from g2c.sft.loss import masked_cross_entropy, projected_token_nll, sft_loss, token_nll
 from g2c.sft.tasks import (
     FAMILIES,
     IDENTITY_ANSWER,
@@ -59,6 +59,7 @@ __all__ = [
     "collate_packed",
     "masked_cross_entropy",
     "sft_loss",
+    "projected_token_nll",
     "token_nll",
     "SFTConfig",
     "SFTTrainer",

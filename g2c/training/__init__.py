@@ -8,6 +8,7 @@ trainer specialises.
 - ``mean_batch_loss``, ``stream_loss``, ``bits_per_byte``, ``perplexity_from_loss``,
   ``sequence_perplexity``: the one home of evaluation.
 - ``device_peak_flops``, ``model_flops_per_token``: MFU accounting.
+- ``pin_malloc_mmap_threshold``: CPU training returns freed activation memory to the OS.
 """
 
 from g2c.training.adamw import AdamW
@@ -27,6 +28,7 @@ from g2c.training.loop import (
     empty_training_history,
     final_val_loss,
 )
+from g2c.training.memory import pin_malloc_mmap_threshold
 from g2c.training.schedule import cosine_with_warmup
 
 __all__ = [
@@ -46,4 +48,5 @@ __all__ = [
     "device_peak_flops",
     "measure_matmul_flops",
     "model_flops_per_token",
+    "pin_malloc_mmap_threshold",
 ]

@@ -20,6 +20,9 @@ from collections.abc import Iterable
 
 import torch
 
+# elements per _foreach launch group (16 Mi fp32 = 64 MiB of temporary per group)
+FOREACH_CHUNK_NUMEL = 1 << 24
+
 
 class AdamW:
     """Adam with decoupled weight decay, bias-corrected moments.
@@ -80,10 +83,27 @@ class AdamW:
             for i in active:
                 groups.setdefault(self.param_steps[i], []).append(i)
             for t, idx in groups.items():
-                self._step_foreach(idx, t)
+                for chunk in self._chunks(idx):
+                    self._step_foreach(chunk, t)
         else:
             for i in active:
                 self._step_one(i, self.param_steps[i])
+
+    def _chunks(self, idx: list[int]) -> list[list[int]]:
+        """``idx`` cut into runs of at most ``FOREACH_CHUNK_NUMEL`` elements (a lone larger
+        tensor is its own run), so the update's one temporary (√v) never holds a copy of every
+        parameter at once — for a 135M-parameter model that is 0.5 GB saved at the step's peak.
+        """
+        chunks: list[list[int]] = [[]]
+        size = 0
+        for i in idx:
+            n = self.params[i].numel()
+            if chunks[-1] and size + n > FOREACH_CHUNK_NUMEL:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(i)
+            size += n
+        return chunks
 
     def _step_one(self, i: int, t: int) -> None:
         """The reference update for parameter ``i`` at its step ``t``."""

@@ -21,6 +21,7 @@ embed_tokens (V, D) in Hugging Face layout.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,8 @@ def reverse_permute(w: torch.Tensor, n_head: int) -> torch.Tensor:
     return w.reshape(n_head, dim, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
-def read_gguf(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read a llama-architecture GGUF file → (metadata dict, Hugging Face-named float32 tensors).
-
-    Metadata keys are the GGUF ones (``llama.embedding_length`` ...; tokenizer arrays are left
-    out). Tensors are dequantized, q/k rows reverse-permuted. A missing file → FileNotFoundError;
-    a truncated or corrupt file → ``g2c.artifacts.ArtifactError`` (a ValueError) naming it;
-    another architecture → ValueError.
-    """
+def _open_gguf(path: str | Path) -> tuple[Any, dict]:
+    """An open ``gguf.GGUFReader`` (memory-mapped, nothing dequantized yet) and its metadata."""
     import gguf  # optional third-party reader, imported only when a GGUF is read
 
     path = Path(path)
@@ -95,36 +90,52 @@ def read_gguf(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     arch = meta.get("general.architecture")
     if arch != "llama":
         raise ValueError(f"{path}: architecture {arch!r} is not 'llama'")
+    return reader, meta
+
+
+def read_gguf(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read a llama-architecture GGUF file → (metadata dict, Hugging Face-named float32 tensors).
+
+    Metadata keys are the GGUF ones (``llama.embedding_length`` ...; tokenizer arrays are left
+    out). Tensors are dequantized, q/k rows reverse-permuted. A missing file → FileNotFoundError;
+    a truncated or corrupt file → ``g2c.artifacts.ArtifactError`` (a ValueError) naming it;
+    another architecture → ValueError. (:func:`load_gguf_llama` streams the tensors into the
+    model one at a time instead of holding this whole dict.)
+    """
+    reader, meta = _open_gguf(path)
     try:
-        return meta, _gguf_tensors(reader, meta)
+        return meta, dict(_iter_gguf_tensors(reader, meta))
     except (ValueError, IndexError, KeyError, EOFError, OSError) as exc:
-        raise damaged(path, f"GGUF: {type(exc).__name__}: {exc}", GGUF_HINT) from None
+        raise damaged(Path(path), f"GGUF: {type(exc).__name__}: {exc}", GGUF_HINT) from None
 
 
-def _gguf_tensors(reader: Any, meta: dict) -> dict[str, torch.Tensor]:
-    """Dequantized (float32), Hugging Face-named tensors of an open ``gguf.GGUFReader``."""
+def _iter_gguf_tensors(reader: Any, meta: dict) -> Iterator[tuple[str, torch.Tensor]]:
+    """(Hugging Face name, dequantized float32 tensor) of an open ``gguf.GGUFReader``, one at a
+    time, so a loader can copy each into its parameter and drop it before the next."""
     import gguf
 
     n_head = int(meta["llama.attention.head_count"])
     n_kv = int(meta.get("llama.attention.head_count_kv", n_head))
-    state: dict[str, torch.Tensor] = {}
     for t in reader.tensors:
-        array = gguf.quants.dequantize(t.data, t.tensor_type)  # numpy, (out, in) rows
-        shape = tuple(int(s) for s in reversed(t.shape.tolist()))
-        w = torch.from_numpy(np.array(array, dtype=np.float32)).reshape(shape)  # own copy
         name = t.name
         if name.startswith("blk."):
             _, i, rest = name.split(".", 2)
             if rest not in _GGUF_BLOCK_NAMES:
                 continue  # e.g. rope_freqs: not used by Llama-2-style RoPE
-            if rest == "attn_q.weight":
-                w = reverse_permute(w, n_head)
-            elif rest == "attn_k.weight":
-                w = reverse_permute(w, n_kv)
-            state[f"model.layers.{i}.{_GGUF_BLOCK_NAMES[rest]}"] = w
+            hf_name = f"model.layers.{i}.{_GGUF_BLOCK_NAMES[rest]}"
         elif name in _GGUF_TOP_NAMES:
-            state[_GGUF_TOP_NAMES[name]] = w
-    return state
+            hf_name, rest = _GGUF_TOP_NAMES[name], ""
+        else:
+            continue
+        array = gguf.quants.dequantize(t.data, t.tensor_type)  # numpy, (out, in) rows
+        shape = tuple(int(s) for s in reversed(t.shape.tolist()))
+        w = torch.from_numpy(np.array(array, dtype=np.float32)).reshape(shape)  # own copy
+        del array
+        if rest == "attn_q.weight":
+            w = reverse_permute(w, n_head)
+        elif rest == "attn_k.weight":
+            w = reverse_permute(w, n_kv)
+        yield hf_name, w
 
 
 def llama_config(meta: dict, max_seq_len: int | None = None, **overrides: Any) -> TransformerConfig:
@@ -155,37 +166,48 @@ def llama_config(meta: dict, max_seq_len: int | None = None, **overrides: Any) -
     return TransformerConfig(**kw)
 
 
+def _llama_targets(model: TransformerLM) -> dict[str, tuple[torch.Tensor, bool]]:
+    """Hugging Face Llama name → (g2c tensor to fill, whether the source is transposed).
+
+    Hugging Face stores Linear weights (out, in); g2c's ``Linear.W`` is (in, out).
+    """
+    targets: dict[str, tuple[torch.Tensor, bool]] = {
+        "model.embed_tokens.weight": (model.token_embed.weight, False),
+        "model.norm.weight": (model.ln_final.gamma, False),
+    }
+    for i, block in enumerate(model.blocks):
+        p = f"model.layers.{i}."
+        attn = block.attn
+        targets[p + "input_layernorm.weight"] = (block.ln1.gamma, False)
+        targets[p + "post_attention_layernorm.weight"] = (block.ln2.gamma, False)
+        for ours, theirs in ((attn.q_proj, "q_proj"), (attn.k_proj, "k_proj"),
+                             (attn.v_proj, "v_proj"), (attn.out_proj, "o_proj")):  # fmt: skip
+            targets[p + f"self_attn.{theirs}.weight"] = (ours.W, True)
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            targets[p + f"mlp.{name}.weight"] = (getattr(block.ffn, name).W, True)
+    if model.lm_head is not None:
+        targets["lm_head.weight"] = (model.lm_head, False)
+    return targets
+
+
+@torch.no_grad()
+def _fill(targets: dict[str, tuple[torch.Tensor, bool]], name: str, src: torch.Tensor) -> None:
+    dst, transposed = targets[name]
+    src = src.T if transposed else src
+    if dst.shape != src.shape:
+        raise ValueError(f"{name}: shape {tuple(src.shape)} != expected {tuple(dst.shape)}")
+    dst.copy_(src)
+
+
 @torch.no_grad()
 def load_llama_state_dict(model: TransformerLM, state: dict[str, torch.Tensor]) -> TransformerLM:
     """Copy a Hugging Face Llama state dict (``model.layers.{i}...`` names, (out, in) weights)
     into ``model`` in place; returns it. A missing or wrongly shaped tensor → ValueError."""
-
-    def get(name: str) -> torch.Tensor:
+    targets = _llama_targets(model)
+    for name in targets:
         if name not in state:
             raise ValueError(f"Llama state dict has no {name!r}")
-        return state[name].float()
-
-    def put(dst: torch.Tensor, src: torch.Tensor, name: str) -> None:
-        if dst.shape != src.shape:
-            raise ValueError(f"{name}: shape {tuple(src.shape)} != expected {tuple(dst.shape)}")
-        dst.copy_(src)
-
-    put(model.token_embed.weight, get("model.embed_tokens.weight"), "embed_tokens")
-    for i, block in enumerate(model.blocks):
-        p = f"model.layers.{i}."
-        put(block.ln1.gamma, get(p + "input_layernorm.weight"), p + "input_layernorm")
-        attn = block.attn
-        for ours, theirs in ((attn.q_proj, "q_proj"), (attn.k_proj, "k_proj"),
-                             (attn.v_proj, "v_proj"), (attn.out_proj, "o_proj")):  # fmt: skip
-            put(
-                ours.W, get(p + f"self_attn.{theirs}.weight").T, p + theirs
-            )  # (out, in) -> (in, out)
-        put(block.ln2.gamma, get(p + "post_attention_layernorm.weight"), p + "post_attn_norm")
-        for name in ("gate_proj", "up_proj", "down_proj"):
-            put(getattr(block.ffn, name).W, get(p + f"mlp.{name}.weight").T, p + name)
-    put(model.ln_final.gamma, get("model.norm.weight"), "model.norm")
-    if model.lm_head is not None:
-        put(model.lm_head, get("lm_head.weight"), "lm_head")
+        _fill(targets, name, state[name].float())
     return model
 
 
@@ -202,9 +224,31 @@ def llama_from_state(
 def load_gguf_llama(
     path: str | Path, max_seq_len: int | None = None, **overrides: Any
 ) -> tuple[TransformerLM, dict]:
-    """A TransformerLM (eval mode) with the weights of a llama GGUF file, plus its metadata."""
-    meta, state = read_gguf(path)
-    return llama_from_state(meta, state, max_seq_len, **overrides), meta
+    """A TransformerLM (eval mode) with the weights of a llama GGUF file, plus its metadata.
+
+    The tensors are dequantized and copied into the model one at a time, so loading never holds
+    a second float32 copy of the weights (peak memory ≈ the model + its largest tensor).
+    Errors as :func:`read_gguf`; a tensor missing from the file → ArtifactError naming it.
+    """
+    reader, meta = _open_gguf(path)
+    has_head = any(t.name == "output.weight" for t in reader.tensors)
+    if has_head:
+        meta = {**meta, "tie_embeddings": False}
+    model = TransformerLM.from_config(llama_config(meta, max_seq_len, **overrides))
+    targets = _llama_targets(model)
+    missing = set(targets)
+    try:
+        for name, w in _iter_gguf_tensors(reader, meta):
+            if name in targets:
+                _fill(targets, name, w)
+                missing.discard(name)
+            del w
+    except (ValueError, IndexError, KeyError, EOFError, OSError) as exc:
+        raise damaged(Path(path), f"GGUF: {type(exc).__name__}: {exc}", GGUF_HINT) from None
+    if missing:
+        raise damaged(Path(path), f"GGUF has no tensor for {sorted(missing)[0]!r}", GGUF_HINT)
+    del reader
+    return model.eval(), meta
 
 
 def load_smollm2(max_seq_len: int | None = 2048, **overrides: Any) -> tuple[TransformerLM, dict]:

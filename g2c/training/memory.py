@@ -1,0 +1,57 @@
+"""CPU memory: keep freed activation memory from piling up in the C heap.
+
+On Linux, PyTorch's CPU tensors come from glibc ``malloc``. glibc serves blocks of at least
+``M_MMAP_THRESHOLD`` bytes (128 KiB at start) with their own ``mmap`` and returns them to the
+OS on free — but every time such a block is freed it *raises* the threshold (up to 32 MiB), so
+a training step's activations (a few MiB each for a 135M-parameter model) soon come from the
+heap instead, where fragmentation keeps hundreds of MiB that nothing uses any more. Measured on
+SmolLM2-135M full SFT (batch 4 × 256, activation checkpointing): peak RSS 2.96 GB with the
+dynamic threshold, 2.51 GB with it pinned (``bench/posttrain.py``).
+
+:func:`pin_malloc_mmap_threshold` pins the threshold (``mallopt(M_MMAP_THRESHOLD, ...)``, which
+also switches the dynamic raise off — glibc's documented behaviour). ``TrainingLoop`` calls it
+when it trains on the CPU; ``G2C_MALLOC_TUNING=0`` in the environment turns that off. Other C
+libraries (musl, macOS) → a no-op returning False. The cost is a page fault per fresh page of a
+large allocation (a few per cent of step time at most, measured in the same bench).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+#: glibc's mallopt parameter number for the mmap threshold (malloc.h: ``#define M_MMAP_THRESHOLD -3``)
+_M_MMAP_THRESHOLD = -3
+_DEFAULT_THRESHOLD = 128 * 1024  # glibc's own starting value
+_pinned: int | None = None
+
+
+def pin_malloc_mmap_threshold(threshold_bytes: int = _DEFAULT_THRESHOLD) -> bool:
+    """Pin glibc's mmap threshold to ``threshold_bytes`` (default 128 KiB, glibc's initial
+    value) so freed large blocks go back to the OS; True when applied (or already pinned to
+    this value), False on a C library without ``mallopt`` or when ``G2C_MALLOC_TUNING=0``.
+    ``threshold_bytes`` outside [4 KiB, 32 MiB] → ValueError.
+    """
+    global _pinned
+    if not isinstance(threshold_bytes, int) or not 4096 <= threshold_bytes <= 32 * 1024 * 1024:
+        raise ValueError(
+            f"threshold_bytes must be an int in [4096, 33554432], got {threshold_bytes!r}"
+        )
+    if os.environ.get("G2C_MALLOC_TUNING", "1") == "0":
+        return False
+    if _pinned == threshold_bytes:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold_bytes)) == 1
+    except (OSError, AttributeError):
+        return False
+    if ok:
+        _pinned = threshold_bytes
+    return ok
+
+
+__all__ = ["pin_malloc_mmap_threshold"]
