@@ -114,6 +114,23 @@ API_NAMES = {
         "dpo_loss",
         "DPOTrainer",
     ],
+    "g2c.eval": [
+        "MultipleChoiceExample",
+        "GenerationExample",
+        "EvalResult",
+        "EvalReport",
+        "exact_match",
+        "normalized_match",
+        "contains_match",
+        "numeric_match",
+        "continuation_logprob",
+        "score_multiple_choice",
+        "run_multiple_choice_eval",
+        "score_generation_example",
+        "run_generation_eval",
+        "expected_calibration_error",
+        "reliability_curve",
+    ],
 }
 
 

@@ -27,6 +27,7 @@ STAGES: tuple[str, ...] = (
     "speedrun",
     "sft",
     "dpo",
+    "eval",
     "chat",
 )
 

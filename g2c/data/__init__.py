@@ -12,10 +12,21 @@
 * :mod:`~g2c.data.toy` — moons, circles, a noisy line.
 * :mod:`~g2c.data.chat` — instruction data as conversations (self-instruct, GSM8K, hh-rlhf).
 * :mod:`~g2c.data.preferences` — preference pairs (hh-rlhf harmless, TruthfulQA best vs incorrect).
+* :mod:`~g2c.data.benchmarks` — multiple-choice benchmarks as records (OpenBookQA, ARC, MMLU,
+  HellaSwag, PIQA, TruthfulQA MC) for ``g2c.eval``.
 
 A base package: imports only the standard library, NumPy, PyTorch and ``g2c.artifacts``.
 """
 
+from g2c.data.benchmarks import (
+    MMLU_SUBJECTS,
+    load_arc,
+    load_hellaswag,
+    load_mmlu,
+    load_openbookqa,
+    load_piqa,
+    load_truthfulqa_mc,
+)
 from g2c.data.chat import (
     load_gsm8k,
     load_hh_rlhf_chosen,
@@ -53,6 +64,13 @@ from g2c.data.tokens import load_token_ids, read_token_ids_metadata, save_token_
 from g2c.data.toy import make_circles, make_line, make_moons
 
 __all__ = [
+    "MMLU_SUBJECTS",
+    "load_arc",
+    "load_hellaswag",
+    "load_mmlu",
+    "load_openbookqa",
+    "load_piqa",
+    "load_truthfulqa_mc",
     "hh_pair",
     "load_hh_rlhf",
     "load_truthfulqa_pairs",

@@ -203,6 +203,263 @@ _GUTENBERG_BOOKS: dict[str, tuple[str, int]] = {
     ),
 }
 
+# Evaluation sets (shared/data SOURCES.md, "Evaluation sets"): origin repositories pinned to the
+# commits the copies were taken from.
+_ARC = (
+    "https://raw.githubusercontent.com/zhaoxlpku/HKU-DASC7606-A2/"
+    "fcca017f3468a25901ad298913e976c42ad9165e/data"
+)
+_MMLU = (
+    "https://raw.githubusercontent.com/HaeChan0305/MLILAB-FedLLM/"
+    "d92730e8bacd7b3a61e551e015e40588e10234b4/data/mmlu"
+)
+_HELLASWAG = (
+    "https://raw.githubusercontent.com/klosax/hellaswag_text_data/"
+    "1105d370f8340eac3c63a91fd1fa58e8999f9505"
+)
+_PIQA = (
+    "https://raw.githubusercontent.com/declare-lab/TEAM/"
+    "e43753fde8e53e498cf3056b85ae2f306902121f/data/piqa"
+)
+# OpenBookQA's additional files are members of the official zip; the byte-identical files are
+# Git-LFS objects in genggui001/opencompass (same sha256 as the LFS oids).
+_OBQA_LFS = (
+    "https://media.githubusercontent.com/media/genggui001/opencompass/"
+    "5649a0f7e3d246ed58ffaef865f8b818cd8e0044/data/openbookqa"
+)
+
+_MMLU_SUBJECTS: dict[str, tuple[str, str]] = {  # subject → (test sha256, dev sha256)
+    "abstract_algebra": (
+        "afdfc6f71eb42297a51f53bd221429671a4065a6425bd7631acb84fef011bfd4",
+        "f5bc2f1c0e4098ddba357af2b02919269b1a0bbab9e7c11b31c1c20da36a3263",
+    ),
+    "anatomy": (
+        "b27ce42f40482ba735cf0de8e8bbba3382d506c099d8483c55e9cacdac4e3eec",
+        "44f3842ff1451edabb6356feb452e7fa36fa60f71b857e1a768b4833f23c167c",
+    ),
+    "astronomy": (
+        "1008ecdf7f88a336001b04f739f3fcfff72b3e15fb746880ace2d05f0002c957",
+        "0a6f1573c324bcef3684933833f273b12f1b22c7a05eefc3bb5b2e38d8eaa034",
+    ),
+    "business_ethics": (
+        "7ce6063b0ed2ba08ac51cc94be1708ce91aeecd17f71cabbb2f86b4e80f3876a",
+        "27987aed70d9550924d6af037c38597bfd67a4fe9513814cac0d052ab9a8e048",
+    ),
+    "clinical_knowledge": (
+        "9ba57061f15ae7263a12eeb413b73d876038e0ce21734ffce411e1ae22662737",
+        "f2fb6824881a33ebaafe79d4c0ce6a930807d8eafe4cb2beb44132af55e2e1ea",
+    ),
+    "college_biology": (
+        "872bae5fe76cecb083603a7ba95adc436a8e345f50c5ee232cc8bfa9f9f56713",
+        "450fe9d4b89b9e8909c45276e284f8ebaa6ec158046d1e0e0ad60585a6231bd5",
+    ),
+    "college_chemistry": (
+        "6335fe0f7da7a3ec76a9067869445253111080261df1c560a2527df01f34ae67",
+        "94d6391dc090c327add1fb351de67876be8a530ae0b53b019233a5992940e5f5",
+    ),
+    "college_computer_science": (
+        "f06e071452389e4a9f0aa7c5bc07401b282ffd659f9ec08c2d301b1fca471024",
+        "3c5cf94f26d6bfa8c19df7df3214032f95d29139f6018f03d99f92f6db637d52",
+    ),
+    "college_mathematics": (
+        "2929eb3851fa6f37de8188f0a7fa817bec44fb5f5a04efa06f89ea272eae2f0b",
+        "acc7b15a61aa4a069237a7841db7154eef6baf707a49e9c8f39fcf4735aaf459",
+    ),
+    "college_medicine": (
+        "65876236acf78e813e62b78cdc2217c2651785324b8c51148aaffa6d89436d0d",
+        "bb192ae79ca686b5f383ef49b3a196f0531e269f0b5743429198b1766741b4de",
+    ),
+    "college_physics": (
+        "3f67202a7a62da0f0ab3028e0a0cf26a3cffc041283044f51f3e058258eab281",
+        "9918560ec781b0fb0aaa46d165b899f03bd5d933c24106ed7cf8cd4543a775f2",
+    ),
+    "computer_security": (
+        "f4b8b8f107144acd0c2b343553986c161a759cd459706cb72f9bb72752655162",
+        "029054135a2122654866880966bb9c81b16b1301caae5a1d18092093b223caa7",
+    ),
+    "conceptual_physics": (
+        "7186a0cdcd18dff2183dbd26d44f2d59d01f42687092e1229088735d508c06e1",
+        "bac7a74663e5f892418034692895176873f0a6560cd2512c71da6994c7437337",
+    ),
+    "econometrics": (
+        "13f21181bb3a26bfd290284ab80850f9c1e1ba90f00df6f17112b8c68e934cee",
+        "77980477843f293d2cca9d9d05f2c4d46b5d9e31393a6456378a082f23d74847",
+    ),
+    "electrical_engineering": (
+        "d78bba02efa107c61a82f2f82ee93e99366f5626fdf772a03eb3b749073cd1c1",
+        "a7283d58a362697323fb49e80bbb047004596c44e21aad2b5afa66e8081b9760",
+    ),
+    "elementary_mathematics": (
+        "701d8bbc120fd210a309f5e43c9cbfca8e1f01f6b9a26f43f669f0d29acc45ef",
+        "ca4a3213aa3171042ee6b428600bc72e1d7d07e3026ed2ef12e96254916bba48",
+    ),
+    "formal_logic": (
+        "c72df82993166fc1c9b3f145964b1b4791ce512c0d3f22919e9b46aaea17ef4b",
+        "9e8985f49563f9817a76a715358c501fb8c263ade6a7c1af47e1f90f1dd11513",
+    ),
+    "global_facts": (
+        "b80c9b31bc56727ebb3f1f980fbf40dbbd48565f609d1be9642ebe10a1c747a2",
+        "6b3da0cce9ff48e7357783ad7390c488eb07bc26d00a3ceb42c81e2cd2e671b9",
+    ),
+    "high_school_biology": (
+        "4ffe58996b33947fae8f374124c20f95560b773cbd3c9cafea0a3e90bcf4140b",
+        "18b65297f30fb31daddde1f69f07aabdbd9013830436888f9c9b410ac2153aa1",
+    ),
+    "high_school_chemistry": (
+        "42dcc80210a4cd861529e2cbaa04584d1d1cfd32d5515b385343df724d37408f",
+        "359ab179e37c5c0475636e771877ef16af4d5df27dc0f07f9a5c0783790ba916",
+    ),
+    "high_school_computer_science": (
+        "3865e92ef308c42ad7d653301647c6cd5bfa6d67f20c9fbbdfe14c2c1eb5bbbc",
+        "e012aba074b95dcdf9875ef956e6800da5193ee1afe409dd6e9d71beebb8129d",
+    ),
+    "high_school_european_history": (
+        "696d4b82f27792ac04915a7f6822370b4a42133fcd83c9a13fe5d74aaba37fbb",
+        "8165a942ee996813de76199cc08cdddcee26128e09c99c9ecd014fed8f9a6fc6",
+    ),
+    "high_school_geography": (
+        "4c0c06e32b73ec3f5b55bdab2a124b3b9736e888d2edadc6f40d6172052f7507",
+        "55d2bcd20524a0d0c8b39fb9b48aec36adfdb93ca2009271a58cc02d60fc89e3",
+    ),
+    "high_school_government_and_politics": (
+        "a3e20fbcff3bb0bdc613db7b56257c4e72d83d6e04e60db25c84e81d8c70a7d2",
+        "631449be21ebdc3cf14ee6399b0a463c7b3990506ca6a97079e6c1888954be27",
+    ),
+    "high_school_macroeconomics": (
+        "a06fba67bf6b92e5174d049fdb484df8c6e663586a910e725e195ebf43116b9c",
+        "a8326c37a99fa81631b539cb66823b08c18990a94276f60d1a2c1af78cc21d4d",
+    ),
+    "high_school_mathematics": (
+        "56b119f139ba07c0e2a9616e60397e3415cdca1532ae217ac6d8fd1bddfc96f7",
+        "36aa098c79f22f75415dd74c306de1faa07082257ed9fa8fe650111f78b35d74",
+    ),
+    "high_school_microeconomics": (
+        "a6acbf0d864e51540e0c219e433dc0f54a56d8a35255bf294d4de8d09b7ef00d",
+        "023578120d0c4b9e3c317dffcca4552494fbfc9ed1dd4daff3f2e7a4b9ca2573",
+    ),
+    "high_school_physics": (
+        "e5258c55a5e67a62c26fa0d2564b5263b69d38810e51204c59017789a771e253",
+        "fd3f3c1153270806012fbdbf9b5dedde4e63527f1b4a423cdfae521ac405fd4e",
+    ),
+    "high_school_psychology": (
+        "c7aabf2ccfee7489bf1494cfa1504a679eb69e27caa7d64bd1e9e63cff5c3fe9",
+        "3a055107cbe9855a68483c2a8f816aada2294a9b1c078365e88c91ed62bec745",
+    ),
+    "high_school_statistics": (
+        "c305647bc50d6e049ab0d33e79a3455a964421a54023ba14fa6b3c72e19a8d1d",
+        "7948fd0d32ff30ac414c97928895da40990519c702768eb293d5f01a8d6261f7",
+    ),
+    "high_school_us_history": (
+        "cd6c60e147dd70dde6b523c6ca0be07a78f7a1be7492278aa06641bc1f12680e",
+        "df7936a6c422e655f9f79c432595b87232fef93c3b13e7feb74d2e7060b560b1",
+    ),
+    "high_school_world_history": (
+        "cb083c69f1a4efb316ea8645899872d2528d55a7bf7cad1d625fcf369db0e943",
+        "ae90f590e6452acac0b517e13b2ec285ac00004f46094fe68748fee98e496178",
+    ),
+    "human_aging": (
+        "ce44b96c0d5bb9f0491f34a6b30d8feb2e82092e5f094990a9632b67bf75277b",
+        "eaf8402a34af0529feed70d52eb0a4a4c707205609005e8267bdade008ca1728",
+    ),
+    "human_sexuality": (
+        "98af8223edc66de68cfd9dfb18e19a65b94ad1559204f3f239ebb227112732f6",
+        "0800691d14de81e90be7a949be3bda268731997590bd3d9a5a14b15e88d8cdf8",
+    ),
+    "international_law": (
+        "e4fb345f044b54ef01ddda7126b61c328202cf0160e8f27831f082cc63da8ed9",
+        "712493120d7112ca187666ef8ff75886a9dfdae3aeac9b5e6a309d0c6a8c7265",
+    ),
+    "jurisprudence": (
+        "26780d8e35636af29b00b26b808d43aa466d9c06fa7b27a9b4c753b335883286",
+        "67bf7563f8b90c6682e716ff1faada4be62be12ec967c8d03c4d7cac99d01158",
+    ),
+    "logical_fallacies": (
+        "f40e1e6098a69cd8511c009f024c7d7caaad4a2f7cb9501be5a377167a5def60",
+        "721672e4daf2ea761545776077c4825d90b2132ed847126fdf9b21f1b594da43",
+    ),
+    "machine_learning": (
+        "50d163266dbc8672b8097c32a4765ff4a5e8767ac4a8971e70ddccbd5b817bd3",
+        "25b78353edd62f6b4d17fe6e2ea391018c23e61e2a0fe6e8807eb32cea2561af",
+    ),
+    "management": (
+        "423261b2633e20df5b4febfba4ecc7366917cdbabdb7e3ede4b1be98adf5dce5",
+        "bb5b1bffac34f751762e98ff6185b523202b62f42081f6b13df79b37a445254c",
+    ),
+    "marketing": (
+        "1853316726e9fa72eba8d74a67fc45da9a2c7ed1cb892496359d87426a7f7c8a",
+        "c3ea3899945cb1e49da36c5693fba97bbcea7029a1087843e976a987091b2311",
+    ),
+    "medical_genetics": (
+        "b330e63b2e60345285490ff495d5f4aea1981d738cc303c559903ec1c12238c1",
+        "a7cc3670c44f8c09c157476ffe1863b9e8fe1c4113d2fea9bc557b22ecb5f374",
+    ),
+    "miscellaneous": (
+        "58f67b35c1890985ccdd1c6b4e9a4e8bfd4f8e0e5fadf5726860ae789c65d5e8",
+        "deee26422c1befff224f0da1a587c2a6051252c290e8f6ac40feaed2a7683429",
+    ),
+    "moral_disputes": (
+        "2f3379380a469cbc2ed5d03372bae01306a19c65d053cc638435b92808b439f2",
+        "ce86707de1a10887c14abfaedc3daa6a6b19fa5d0216c2fc593cf8dc54c21e56",
+    ),
+    "moral_scenarios": (
+        "1776d1bf56388452ef80112bb1b5e94a6017abcb79b11540927e98f92cee8fba",
+        "d6c0dcd5f9fe19c5bbb8de7d3218428c587b96f932498a44820a21d55c2917ed",
+    ),
+    "nutrition": (
+        "acb668e8064655eab8869d8cc65ebc40af39acfe6eb40e0e1a83dfb87bffdc2a",
+        "da8a99b9a9ecdc79b880c7ebaa59b30eb2f5bb043336932f7b0fb3cecaf3b8ae",
+    ),
+    "philosophy": (
+        "74576271e2f9e3a01b4c437209323e833fb09a4e3a79217b16caa65e94ee8ba0",
+        "42d9b8146f5dda534ad75bac24defcc9e41d61957cdfd9060c79d837274eccdd",
+    ),
+    "prehistory": (
+        "5ff0349229f3bddf399ec0bf2c28c46a32d18997dd4bd93436702ba8bfccba78",
+        "e7efa2839f8151b0de1284c21023ae9f7de8589ac5f3a6e44225d46cc5d07e79",
+    ),
+    "professional_accounting": (
+        "728c6030e2e2e882a73305279b149b34b44c8f0203bdf6c5c75d48602bfb883a",
+        "8a27c1e2ca406f477d7755b30fea6e4affb9ec64285c57b47aa847812ce7b79d",
+    ),
+    "professional_law": (
+        "59884277f245b8332d6d02ba16fdefd7ca5bdc7ed51dca5f19147094f087c28d",
+        "0814eebe7943bfb5aa927a494b20f029a2383499fa2250a14e9b19eb6dc77199",
+    ),
+    "professional_medicine": (
+        "3490aa679090fdfd94f1a887219f2a85bb4028f4d0e6d49d6242fb9a99b846a1",
+        "510bd154f87714cfc9b09fef10bda4789237ddf703198c476dac684b491f2382",
+    ),
+    "professional_psychology": (
+        "5a3847f67470bff48c551dc80ac2a272a4378311d988ba5cad6325ba5d94e779",
+        "e1db35cdee39b0266295a5f960c6eeaa6600357b03b0d842df3d0ca5292b2b1a",
+    ),
+    "public_relations": (
+        "6f12b33facda9e0ab191debe3fb638d86c61c66a6205ed333b0890815f53b9be",
+        "8d9a821e0ea6a03da946b96e3031c999e52f0baaf51f1fa2fbb05924971e402f",
+    ),
+    "security_studies": (
+        "df86d642637dcada2f62ccb793739d0d6384552616c11bb3941d201cf3ab4ef1",
+        "128a6ccb816854ce8973888e43cefb3b21c106ba425fa93bd80dee4590e9ff16",
+    ),
+    "sociology": (
+        "7ee6baaa0082e04a03a64a722ab50b495edb49c26306e850a49e26b1a4edc88d",
+        "6221f18fd45181970c705606c7692e7218fc1aee33970fd55cd432ddfd6fe320",
+    ),
+    "us_foreign_policy": (
+        "5fbff75d8a6f1bfa1e4ca696a2db9ffbf11e3b97809ab97c00c813b96bd27e08",
+        "e75e2e201b5eeb949de35640c58f107bbeba4e7d53acf88688eec27b1e2b69c2",
+    ),
+    "virology": (
+        "cfb95d550d800b600a1d802bdb4ab4b5018b168d74f87af5fdbea5b623d279c1",
+        "a32c63aaefafbf4227326b9701c986d40c979fb2169b3d67be7ac1f7758a8357",
+    ),
+    "world_religions": (
+        "203c71d35b4d667a4010b032ad57cc75a561209c94e2235eb5c549310bf23789",
+        "13404d8d076006e6c4aa13cd05a7ff4691be0e59b7630bdf7e9826244464ecdd",
+    ),
+}
+
+
 _DATASETS: tuple[Dataset, ...] = (
     Dataset(
         name="tinyshakespeare",
@@ -462,6 +719,111 @@ _DATASETS: tuple[Dataset, ...] = (
         license="MIT (GPT-2 vocabulary/merges by OpenAI; CS336 test fixtures)",
         homepage="https://github.com/stanford-cs336/assignment1-basics",
         description="GPT-2 byte-level BPE vocab (50,257) + merges, and BPE-trainer reference fixtures",
+    ),
+    Dataset(
+        name="arc",
+        files=tuple(
+            DatasetFile(name, sha, f"{_ARC}/{name}", size=size)
+            for name, sha, size in (
+                (
+                    "ARC-Easy-test.jsonl",
+                    "c9757629cb775832c3c67b4aa1425e3eda01708a2b02fa229b0c3ed1bcb70fe1",
+                    757655,
+                ),
+                (
+                    "ARC-Easy-validation.jsonl",
+                    "e45dbcd2d8e8235af16302f4be0dd00c5d173878c583f4dfe55b70f9df07b2f8",
+                    181359,
+                ),
+                (
+                    "ARC-Challenge-test.jsonl",
+                    "c0e7635ee91b9ca47bf388f1f6cd5140fda083a71dccda44de72c364645df3f3",
+                    425043,
+                ),
+                (
+                    "ARC-Challenge-validation.jsonl",
+                    "c63650471eaf4c5076d9c913b77e42e10878739ec4e9e69d3a5f31210f5775a5",
+                    109266,
+                ),
+            )
+        ),
+        license="CC BY-SA 4.0 (AllenAI)",
+        homepage="https://allenai.org/data/arc",
+        description="AI2 Reasoning Challenge: Easy 2,376 test + 570 dev, Challenge 1,172 + 299",
+    ),
+    Dataset(
+        name="mmlu",
+        files=tuple(
+            DatasetFile(
+                f"{split}/{subject}_{split}.csv", sha, f"{_MMLU}/{split}/{subject}_{split}.csv"
+            )
+            for subject, (test_sha, dev_sha) in _MMLU_SUBJECTS.items()
+            for split, sha in (("test", test_sha), ("dev", dev_sha))
+        ),
+        license="MIT (hendrycks/test)",
+        homepage="https://github.com/hendrycks/test",
+        description="MMLU, 57 subjects: 14,042 test + 285 dev questions (CSV, answer index 0-3)",
+    ),
+    Dataset(
+        name="hellaswag",
+        files=(
+            DatasetFile(
+                "hellaswag_val_full.txt.bz2",
+                "50b637899e4263c2bc456c2dc726c95d2c8cd8e2a552ea5bd7719ce3cb03fe5b",
+                f"{_HELLASWAG}/hellaswag_val_full.txt.bz2",
+                size=1964544,
+            ),
+        ),
+        license="MIT (rowanz/hellaswag)",
+        homepage="https://rowanzellers.com/hellaswag/",
+        description="HellaSwag validation, 10,042 items, preprocessed text form (6 lines/item, bz2)",
+    ),
+    Dataset(
+        name="piqa",
+        files=(
+            DatasetFile(
+                "dev.jsonl",
+                "a73f46cb5d72b2cc399522a79f27728a429d9b89d9a236243fcfda8c02588d54",
+                f"{_PIQA}/dev.jsonl",
+                size=580477,
+            ),
+            DatasetFile(
+                "dev-labels.lst",
+                "b4192dc3a2a0363d9d60ccf79800cbbe2f32ebb17726efdde6970e0b8131bceb",
+                f"{_PIQA}/dev-labels.lst",
+                size=3676,
+            ),
+        ),
+        license="Academic Free License 3.0 (PIQA dataset card)",
+        homepage="https://yonatanbisk.com/piqa/",
+        description="PIQA physical commonsense, 1,838 dev goal/sol1/sol2 items + labels",
+    ),
+    Dataset(
+        name="openbookqa-additional",
+        dirname="openbookqa",
+        files=tuple(
+            DatasetFile(name, sha, f"{_OBQA_LFS}/{name}", size=size)
+            for name, sha, size in (
+                (
+                    "openbook.txt",
+                    "42daf7849bd9ad1096599279e8875038fe8bf55e35c4757d67ec5a2f51ad795c",
+                    75914,
+                ),
+                (
+                    "test_complete.jsonl",
+                    "2a5566ba69bb7196e3b24aa26fcfeea717272dfad6527aebd5e3a6fc0a121ace",
+                    223201,
+                ),
+                (
+                    "dev_complete.jsonl",
+                    "aa697e2c1ea4cd4ce7bbf1c64dc3385940a1399448a00a9d62a78b85109f627d",
+                    228416,
+                ),
+            )
+        ),
+        license="Apache-2.0 (AllenAI)",
+        homepage="https://allenai.org/data/open-book-qa",
+        description="OpenBookQA with facts: 1,326-fact open book, 500 test + 500 dev questions",
     ),
 )
 

@@ -461,7 +461,7 @@ class Base:
     lora: dict | None = None
 
 
-def _base_template(loaded: Any) -> dict | None:
+def model_chat_template(loaded: Any) -> dict | None:
     """The Jinja template a loaded model comes with: its GGUF's, or the one a g2c SFT run of
     such a model stored in its manifest."""
     info = getattr(loaded, "chat_info", None)
@@ -549,7 +549,7 @@ def load_base(spec: str, template: str = "auto", *, device: str = "cpu") -> Base
     if tok is None or not isinstance(getattr(tok, "special_to_id", None), dict):
         raise ValueError(f"model.base: {spec} comes without a tokenizer with special tokens; "
                          "fine-tuning needs one (a g2c BPE run, or smollm2)")  # fmt: skip
-    own = _base_template(loaded)
+    own = model_chat_template(loaded)
     chosen = choose_template(template, own, tok)
     parent = str(path.resolve()) if path.exists() else spec
     name = str((loaded.manifest or {}).get("name") or path.stem or spec)

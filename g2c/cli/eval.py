@@ -1,0 +1,138 @@
+"""`g2c eval MODEL --tasks ...` — evaluate a model on benchmarks, write results, check a gate.
+
+    g2c eval smollm2 --tasks openbookqa,arc_easy --limit 100          # log-likelihood MC
+    g2c eval runs/speedrun/sft --tasks g2c_tasks,gsm8k --limit 50     # generation tasks
+    g2c eval smollm2 --tasks humaneval --limit 20                     # code, run in a sandbox
+    g2c eval runs/sft --tasks openbookqa,g2c_tasks --gate gate.toml   # exit 1 below the gate
+    g2c eval --list                                                   # the known tasks
+
+MODEL is a run directory (``g2c train`` / ``speedrun`` / ``sft`` / ``dpo``, a LoRA run), a run
+name under ``$G2C_HOME`` or ``smollm2``. Results go to ``--out`` (default ``MODEL/eval`` for a
+run directory, ``$G2C_HOME/eval/<name>`` otherwise): ``results.json`` (per task: metrics,
+prompt format, per-example records), ``records.jsonl`` (appended as each example finishes),
+``report.md``, ``reliability_<task>.png`` for multiple-choice tasks. Running the same command
+again resumes: finished examples are read back, not recomputed (Ctrl-C stops cleanly);
+``--fresh`` starts over. ``--gate FILE`` (TOML, ``[task]`` tables of ``metric = minimum``)
+exits with status 1 listing every metric below its minimum.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from g2c.cli._common import console, err_console, make_progress, set_threads
+from g2c.cli._run import StopControl, command_line, stop_on_signals
+from g2c.runs import eval as eval_stage
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Register the `eval` sub-command."""
+    p = sub.add_parser(
+        "eval", help="evaluate a model on benchmarks (accuracy, calibration, a gate)",
+        description="Evaluate MODEL on --tasks: multiple choice by log-likelihood (acc, "
+        "acc_norm, ECE), generation scored by programs (GSM8K, the g2c task family, "
+        "IFEval-style instructions, HumanEval in a sandbox). Writes results.json, records.jsonl, "
+        "report.md and reliability diagrams; a rerun resumes.",
+    )  # fmt: skip
+    p.add_argument("model", nargs="?", help="run directory, run name, or smollm2")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated task names (g2c eval --list shows them)")  # fmt: skip
+    p.add_argument(
+        "--limit", type=int, default=None, help="first N examples per task (default: all)"
+    )
+    p.add_argument("--shots", type=int, default=0,
+                   help="in-context examples for tasks that take them (default: 0)")  # fmt: skip
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="token budget of every generation task (default: each task's)")  # fmt: skip
+    p.add_argument("--gate", default=None, help="TOML file of minimums; exit 1 when one fails")
+    p.add_argument("--out", default=None, help="results directory (default: MODEL/eval)")
+    p.add_argument("--fresh", action="store_true", help="delete earlier results in --out first")
+    p.add_argument("--seed", type=int, default=1234, help="seed for the shots (default: 1234)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | mps (default: cpu)")
+    p.add_argument("--no-batch", action="store_true",
+                   help="multiple choice on the per-choice reference path")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--list", action="store_true", help="list the known tasks and exit")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.add_argument("--stop-after-examples", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+class EvalProgress:
+    """``on_event`` for the stage: one progress bar per task (plain lines when piped)."""
+
+    def __init__(self) -> None:
+        self.progress = make_progress()
+        self.bars: dict[str, int] = {}
+        self.started = False
+
+    def __call__(self, kind: str, info: dict) -> None:
+        if kind == "task":
+            if not self.started:
+                self.progress.start()
+                self.started = True
+            self.bars[info["name"]] = self.progress.add_task(
+                info["name"], total=info["total"], completed=info["done"], info=info["kind"]
+            )
+        elif kind == "example" and info["task"] in self.bars:
+            self.progress.update(self.bars[info["task"]], completed=info["done"])
+
+    def stop(self) -> None:
+        """Close the bars."""
+        if self.started:
+            self.progress.stop()
+
+
+def _print_results(result: eval_stage.EvalRunResult) -> None:
+    table = Table(title=f"evaluation ({result.status})")
+    for col in ("task", "n", "metrics"):
+        table.add_column(col)
+    for task, r in result.results.items():
+        m = r["metrics"]
+        shown = ", ".join(f"{k}={v:.3f}" for k, v in m.items()
+                          if k not in ("n", "accuracy", "mean_confidence"))  # fmt: skip
+        table.add_row(task, str(r["n"]), shown)
+    console.print(table)
+    console.print(f"results: {result.out / eval_stage.RESULTS}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, evaluate with progress bars, print the table, apply the gate."""
+    if args.list:
+        for name in eval_stage.known_tasks():
+            gated = ", ".join(eval_stage.task_metric_names(name))
+            console.print(f"{name:16s} gate metrics: {gated}")
+        return 0
+    if not args.model:
+        raise ValueError("MODEL is required (a run directory, a run name, or smollm2)")
+    if not args.tasks:
+        raise ValueError(f"--tasks is required; known tasks: {', '.join(eval_stage.known_tasks())}")
+    set_threads(args.threads)
+    cfg = eval_stage.EvalConfig(
+        model=args.model, tasks=eval_stage.parse_tasks(args.tasks), limit=args.limit,
+        shots=args.shots, seed=args.seed, max_new_tokens=args.max_new_tokens,
+        batched=not args.no_batch, device=args.device,
+    )  # fmt: skip
+    reporter = EvalProgress()
+    try:
+        with stop_on_signals() as stopped:
+            result = eval_stage.run(
+                cfg, args.out, gate=args.gate, fresh=args.fresh, on_event=reporter,
+                control=StopControl(stopped, args.stop_after_examples), command=command_line(),
+            )  # fmt: skip
+    finally:
+        reporter.stop()
+    _print_results(result)
+    if result.status != "complete":
+        err_console.print("[yellow]interrupted: run the same command again to resume")
+        return 130
+    if result.gate_failures:
+        err_console.print(f"[red]gate {args.gate} failed:")
+        for f in result.gate_failures:
+            err_console.print(f"  {f}")
+        return 1
+    if result.gate_failures is not None:
+        console.print(f"gate {args.gate}: passed")
+    return 0

@@ -1,0 +1,100 @@
+"""15 eval — measuring a language model: multiple choice by log-likelihood, matchers, calibration.
+
+- :mod:`~g2c.eval.core`: the records (``MultipleChoiceExample``, ``GenerationExample``,
+  ``EvalResult``, ``EvalReport``), matchers (``exact_match``, ``normalized_match``,
+  ``contains_match``, ``numeric_match``) and calibration (``expected_calibration_error``,
+  ``reliability_curve``).
+- :mod:`~g2c.eval.scoring`: ``continuation_logprob``, ``score_multiple_choice`` (acc / acc_norm
+  as lm-evaluation-harness defines them; a batched KV-cache fast path beside the per-choice
+  reference), ``run_multiple_choice_eval``, ``score_generation_example``, ``run_generation_eval``.
+- :mod:`~g2c.eval.tasks`: the benchmark registry (OpenBookQA, ARC, HellaSwag, PIQA, MMLU,
+  TruthfulQA MC1/MC2) with lm-eval's prompts, n-shot with a fixed seed.
+- :mod:`~g2c.eval.generation`: generation tasks scored by matchers (GSM8K, the SFT task family)
+  over any ``generate`` callable (a g2c model via ``model_generator``, any backend via
+  ``backend_generator``); :mod:`~g2c.eval.ifeval`: verifiable-instruction checkers;
+  :mod:`~g2c.eval.humaneval`: HumanEval pass@k run in :mod:`~g2c.eval.sandbox`
+  (``run_in_sandbox``: the one code-execution sandbox, also used by the tools).
+- :mod:`~g2c.eval.gate`: thresholds from a TOML file; :mod:`~g2c.eval.plots`: reliability diagrams.
+"""
+
+from g2c.eval.core import (
+    MATCHERS,
+    EvalReport,
+    EvalResult,
+    GenerationExample,
+    MultipleChoiceExample,
+    contains_match,
+    exact_match,
+    expected_calibration_error,
+    extract_last_number,
+    normalize_answer,
+    normalized_match,
+    numeric_match,
+    reliability_curve,
+)
+from g2c.eval.gate import GateFailure, check_gate, load_gate
+from g2c.eval.generation import (
+    Generation,
+    GenerationTask,
+    GSM8KTask,
+    SFTTasksTask,
+    backend_generator,
+    model_generator,
+)
+from g2c.eval.humaneval import HumanEvalTask, pass_at_k
+from g2c.eval.ifeval import IFEvalTask
+from g2c.eval.plots import reliability_diagram
+from g2c.eval.sandbox import SandboxResult, run_in_sandbox
+from g2c.eval.scoring import (
+    choice_logprobs,
+    continuation_logprob,
+    encode_pair,
+    run_generation_eval,
+    run_multiple_choice_eval,
+    score_generation_example,
+    score_multiple_choice,
+)
+from g2c.eval.tasks import TASKS, MultipleChoiceTask, evaluate_task, get_task, task_names
+
+__all__ = [
+    "GSM8KTask",
+    "GateFailure",
+    "Generation",
+    "GenerationTask",
+    "HumanEvalTask",
+    "IFEvalTask",
+    "SFTTasksTask",
+    "SandboxResult",
+    "backend_generator",
+    "check_gate",
+    "load_gate",
+    "model_generator",
+    "pass_at_k",
+    "reliability_diagram",
+    "run_in_sandbox",
+    "MATCHERS",
+    "TASKS",
+    "EvalReport",
+    "EvalResult",
+    "GenerationExample",
+    "MultipleChoiceExample",
+    "MultipleChoiceTask",
+    "choice_logprobs",
+    "contains_match",
+    "continuation_logprob",
+    "encode_pair",
+    "evaluate_task",
+    "exact_match",
+    "expected_calibration_error",
+    "extract_last_number",
+    "get_task",
+    "normalize_answer",
+    "normalized_match",
+    "numeric_match",
+    "reliability_curve",
+    "run_generation_eval",
+    "run_multiple_choice_eval",
+    "score_generation_example",
+    "score_multiple_choice",
+    "task_names",
+]

