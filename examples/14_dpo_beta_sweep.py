@@ -16,9 +16,11 @@ import copy
 import random
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+from g2c.artifacts import atomic_write_json
 from g2c.dpo import DPOTrainer, PreferenceExample, pad_and_collate_pref
 from g2c.sft import SFTExample, SFTTrainer
 from g2c.transformer import TransformerLM
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sft-steps", type=int, default=300)
     ap.add_argument("--betas", default="0.01,0.1,1.0")
     ap.add_argument("--smoke", action="store_true", help="a few steps (seconds)")
+    ap.add_argument("--plot", default=None, help="write the sweep plot (PNG) here")
+    ap.add_argument("--json", default=None, help="write the table as JSON here")
     args = ap.parse_args(argv)
     if args.smoke:
         args.steps, args.sft_steps = 5, 10
@@ -151,7 +155,41 @@ def main(argv: list[str] | None = None) -> int:
     print("|---" * (len(keys) + 1) + "|")
     for name, r in rows:
         print(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
+    if args.json:
+        record = {"steps": args.steps, "sft_steps": args.sft_steps, "betas": betas,
+                  "rows": [{"model": name, **{k: r[k] for k in keys}} for name, r in rows]}  # fmt: skip
+        atomic_write_json(args.json, record)
+    if args.plot:
+        plot_sweep(betas, [r for _, r in rows], args.plot, args.steps)
     return 0
+
+
+def plot_sweep(betas: list[float], rows: list[dict], path: str, steps: int) -> None:
+    """Held-out preference accuracy, greedy answer accuracy, END probability and KL to the
+    reference against β (log scale); the SFT start as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    start, runs = rows[0], rows[1:]
+    fig, (ax, ax_kl) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, label, color in (("accuracy", "preference accuracy (held out)", "C0"),
+                              ("greedy_acc", "greedy answer correct", "C1"),
+                              ("p_end", "p(END) after the answer (format)", "C2")):  # fmt: skip
+        ax.plot(betas, [r[key] for r in runs], "o-", color=color, label=label)
+        if key != "accuracy":
+            ax.axhline(start[key], color=color, ls="--", lw=1)
+    ax.set(xscale="log", xlabel="β", ylabel="fraction", ylim=(0, 1.05),
+           title=f"DPO, {steps} steps (dashed: SFT start)")  # fmt: skip
+    ax.legend(fontsize=8, loc="lower right")
+    ax_kl.plot(betas, [r["kl"] for r in runs], "o-", color="C3")
+    ax_kl.set(xscale="log", xlabel="β", ylabel="nats / response token",
+              title="KL(policy ‖ reference)")  # fmt: skip
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def test_sft_smoke_writes_a_loadable_chat_model_with_its_parent(base_run, sft_ru
     [({"train": {"batch_size": 0}}, "train.batch_size"),
      ({"data": {"mixture": {"poems": 5}}}, "data.mixture"),
      ({"data": {"max_seq_len": 500}}, "data.max_seq_len"),
+     ({"train": {"activation_checkpointing": "yes"}}, "train.activation_checkpointing"),
      ({"model": {"lora_rank": 2, "lora_targets": ["nope"]}}, "model.lora_targets")],
 )  # fmt: skip
 def test_bad_sft_config_names_the_field_and_writes_nothing(base_run, tmp_path, override, field):
@@ -84,6 +85,14 @@ def test_bad_sft_config_names_the_field_and_writes_nothing(base_run, tmp_path, o
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         sft.run(_sft_cfg(base_run).override(override), out)  # the config or run() refuses
     assert not out.exists()
+
+
+def test_activation_checkpointing_by_size_or_setting(base_run):
+    model = load_model(base_run).model  # a tiny model: below CHECKPOINTING_MIN_PARAMS
+    assert sft.set_activation_checkpointing(model, None) is False
+    assert model.activation_checkpointing is False
+    assert sft.set_activation_checkpointing(model, True) is True and model.activation_checkpointing
+    assert sft.set_activation_checkpointing(torch.nn.Linear(2, 2), True) is False  # no switch
 
 
 def test_bad_dpo_config_beta_names_the_field(tmp_path):

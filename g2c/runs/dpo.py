@@ -70,6 +70,7 @@ from g2c.runs.sft import (
     load_base,
     sample_lines,
     save_model,
+    set_activation_checkpointing,
     task_accuracy,
     train_with_checkpoints,
     write_samples,
@@ -197,6 +198,29 @@ PRESETS: dict[str, DPORunConfig] = {
             "eval_every": 20,
             "eval_iters": 2,
             "log_every": 2,
+        },
+        {"heldout_per_family": 0, "baseline": False},
+    ),  # fmt: skip
+    # SmolLM2 with LoRA on TruthfulQA-derived pairs (best answer vs each incorrect answer);
+    # held-out pairs come from questions never trained on (split by prompt).
+    "dpo-smollm2-truthfulqa": _dpo_preset(
+        {
+            "base": "smollm2",
+            "lora_rank": 16,
+            "lora_alpha": 32.0,
+            "lora_targets": ["q_proj", "k_proj", "v_proj", "out_proj"],
+        },
+        {"mixture": {"truthfulqa": 600}, "max_seq_len": 128},
+        {"beta": 0.1, "reference": DISABLE_LORA},
+        {
+            "batch_size": 4,
+            "max_steps": 60,
+            "max_lr": 5e-4,
+            "min_lr": 5e-5,
+            "warmup_steps": 5,
+            "eval_every": 30,
+            "eval_iters": 4,
+            "log_every": 5,
         },
         {"heldout_per_family": 0, "baseline": False},
     ),  # fmt: skip
@@ -402,6 +426,9 @@ def run(
                     ref_logprobs=refs["train"] if refs else None, **loop,
                 )  # fmt: skip
             base.model.train()
+            info["activation_checkpointing"] = set_activation_checkpointing(
+                base.model, t.activation_checkpointing
+            )
             train_kw = {"val_examples": held,
                         "val_ref_logprobs": refs["heldout"] if refs else None}  # fmt: skip
             history, resumed_from = train_with_checkpoints(

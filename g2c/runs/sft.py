@@ -221,7 +221,10 @@ class TrainSettings(Section):
     ``max_lr`` / ``min_lr`` / ``warmup_steps`` (warmup + cosine), ``weight_decay``,
     ``grad_clip`` (None = off), ``eval_every`` / ``eval_iters`` (held-out loss during
     training), ``log_every``, ``checkpoint_every`` (None = ``eval_every``), ``seed``,
-    ``device``."""
+    ``device``, ``activation_checkpointing`` (recompute each block and the loss head's logits
+    in backward instead of keeping them — less memory, about one more forward per step; None
+    = on for models of at least ``CHECKPOINTING_MIN_PARAMS`` parameters, as TRL's default
+    ``gradient_checkpointing=True``, off for small ones where it only costs time)."""
 
     section = "train"
     batch_size: int = 8
@@ -238,8 +241,11 @@ class TrainSettings(Section):
     checkpoint_every: int | None = None
     seed: int = 1337
     device: str = "cpu"
+    activation_checkpointing: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.activation_checkpointing is not None:
+            self._bool("activation_checkpointing")
         try:
             self.loop_config()
         except ValueError as exc:
@@ -256,6 +262,22 @@ class TrainSettings(Section):
         fields = {f.name for f in dataclasses.fields(LoopConfig)}
         own = {k: v for k, v in dataclasses.asdict(self).items() if k in fields}
         return LoopConfig(optimizer="adamw", **own)
+
+
+#: Models at least this big train with activation checkpointing unless told otherwise.
+CHECKPOINTING_MIN_PARAMS = 50_000_000
+
+
+def set_activation_checkpointing(model: Any, setting: bool | None) -> bool:
+    """Switch ``model.activation_checkpointing`` per ``train.activation_checkpointing`` (None =
+    by size, :data:`CHECKPOINTING_MIN_PARAMS`); returns the value set (False for a model
+    without the switch)."""
+    if not hasattr(model, "activation_checkpointing"):
+        return False
+    if setting is None:
+        setting = sum(p.numel() for p in model.parameters()) >= CHECKPOINTING_MIN_PARAMS
+    model.activation_checkpointing = bool(setting)
+    return bool(setting)
 
 
 @dataclasses.dataclass
@@ -870,6 +892,9 @@ def run(
                 trainer = SFTTrainer.from_config(base.model, trainer_cfg, examples=train,
                                                  eval_examples=held)  # fmt: skip
             base.model.train()
+            info["activation_checkpointing"] = set_activation_checkpointing(
+                base.model, t.activation_checkpointing
+            )
             history, resumed_from = train_with_checkpoints(
                 stage, trainer, {}, settings=t, control=control, info=info
             )
@@ -941,9 +966,11 @@ def write_report(rd: RunDir, cfg: SFTRunConfig, base: Base, baseline: dict | Non
 
 
 __all__ = [
+    "CHECKPOINTING_MIN_PARAMS",
     "LORA_RUN_FORMAT",
     "PRESETS",
     "Base",
+    "set_activation_checkpointing",
     "EvalSettings",
     "ModelSettings",
     "SFTDataSettings",

@@ -63,7 +63,6 @@ from g2c.training.adamw import AdamW
 from g2c.training.clip import clip_grad_norm_
 from g2c.training.evaluation import mean_batch_loss
 from g2c.training.flops import device_peak_flops, model_flops_per_token
-from g2c.training.memory import pin_malloc_mmap_threshold
 from g2c.training.schedule import cosine_with_warmup
 
 LossFn = Callable[[Module, Any], tuple[torch.Tensor, dict]]
@@ -375,8 +374,6 @@ class TrainingLoop:
         for f in dataclasses.fields(config):
             setattr(self, self._RENAMED.get(f.name, f.name), getattr(config, f.name))
         self.device = device
-        if device.type == "cpu":
-            pin_malloc_mmap_threshold()  # freed activations go back to the OS (training/memory.py)
         self.autocast_name = config.autocast_dtype
         self.autocast_dtype = torch.bfloat16 if config.autocast_dtype else None
         self.model = model.to(device)
