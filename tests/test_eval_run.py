@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 
 import pytest
+import torch
 
 from g2c.cli import main
+from g2c.eval.gate import GateFailure, check_gate
 from g2c.eval.generation import SFTTasksTask, model_generator
+from g2c.eval.perplexity import aggregate, score_text
 from g2c.runs import eval as eval_stage
 from g2c.runs import pretrain
 from g2c.runs.config import apply_overrides
@@ -197,3 +201,77 @@ def test_smollm2_answers_through_its_own_chat_template(tmp_path):
     assert doc["chat_template"] == "JinjaChatTemplate"
     for rec in doc["tasks"]["g2c_tasks"]["records"]:
         assert rec["prediction"] and "<|im_end|>" not in rec["prediction"]
+
+
+# -- perplexity, refusal and alpaca_eval in the stage; the gate's maximums -------------------------
+def test_new_task_kinds_run_in_the_stage_with_a_max_gate(base_run, tmp_path, capsys):
+    assert {"perplexity", "refusal", "alpaca_eval"} <= set(eval_stage.known_tasks())
+    assert eval_stage.task_lower_is_better("perplexity") == ("bits_per_byte", "perplexity", "loss")
+    gate = tmp_path / "gate.toml"
+    gate.write_text("[perplexity]\nbits_per_byte = {max = 100}\n[refusal]\nover_refusal_rate = "
+                    "{max = 1}\n[alpaca_eval]\nwin_rate = {min = 0}\n")  # fmt: skip
+    out = tmp_path / "new"
+    cmd = ["eval", str(base_run), "--tasks", "perplexity,refusal,alpaca_eval", *ARGS, "--limit",
+           "2", "--out", str(out), "--gate", str(gate)]  # fmt: skip
+    assert main(cmd) == 0
+    doc = _load(out)
+    ppl = doc["tasks"]["perplexity"]
+    assert ppl["kind"] == "perplexity" and ppl["n"] == 2
+    m = ppl["metrics"]
+    assert 0 < m["bits_per_byte"] < 100 and m["perplexity"] == pytest.approx(math.exp(m["loss"]))
+    assert doc["tasks"]["refusal"]["n"] == 4 and "over_refusal_rate" in doc["tasks"]["refusal"][
+        "metrics"]  # fmt: skip
+    judged = doc["tasks"]["alpaca_eval"]
+    assert judged["n"] == 2 and 0 <= judged["metrics"]["win_rate"] <= 1  # self-judged
+    assert doc["gate"]["passed"] is True
+    tight = tmp_path / "tight.toml"
+    tight.write_text("[perplexity]\nbits_per_byte = {max = 0.01}\n")
+    assert main([*cmd[:-1], str(tight)]) == 1
+    assert "perplexity.bits_per_byte" in capsys.readouterr().err
+    plain = tmp_path / "plain.toml"
+    plain.write_text("[perplexity]\nbits_per_byte = 2.0\n")
+    assert main([*cmd[:-1], str(plain)]) == 2
+    assert "lower-is-better" in capsys.readouterr().err
+    assert main(["eval", str(base_run), "--tasks", "perplexity", "--judge", "smollm2"]) == 2
+    assert "judge: a judge is only used by the alpaca_eval task" in capsys.readouterr().err
+
+
+def test_score_text_counts_every_prediction_once(base_run):
+    loaded = load_model(base_run)
+    model, tok = loaded.model, loaded.tokenizer
+    text = TEXT[:700]
+    ids = tok.encode(text)
+    s = score_text(model, tok, text)
+    assert s["tokens"] == len(ids) - 1 and s["bytes"] == len(tok.decode(ids[1:]).encode())
+    # by hand: each window of max_seq_len predictions, then the tail, one full forward each
+    T, total = model.max_seq_len, 0.0
+    with torch.no_grad():
+        for a in range(0, len(ids) - 1, T):
+            b = min(a + T, len(ids) - 1)
+            logits = model(torch.tensor([ids[a:b]]))[0]
+            total += float(torch.nn.functional.cross_entropy(
+                logits, torch.tensor(ids[a + 1 : b + 1]), reduction="sum"))  # fmt: skip
+    assert s["loss_sum"] == pytest.approx(total, rel=1e-5)
+    agg = aggregate([s, s])
+    assert agg["bits_per_byte"] == pytest.approx(total / s["bytes"] / math.log(2), rel=1e-5)
+
+
+def test_gate_maximums(tmp_path):
+    results = {"perplexity": {"bits_per_byte": 1.5, "perplexity": 40.0}, "x": {"acc": 0.5}}
+    gate = tmp_path / "g.toml"
+    gate.write_text("[perplexity]\nbits_per_byte = {max = 1.4}\nperplexity = {min = 1, max = 50}"
+                    "\n[x]\nacc = {min = 0.6}\n")  # fmt: skip
+    fails = check_gate(results, gate)
+    assert fails == [GateFailure("perplexity", "bits_per_byte", 1.5, None, 1.4),
+                     GateFailure("x", "acc", 0.5, 0.6, None)]  # fmt: skip
+    assert str(fails[0]) == "perplexity.bits_per_byte = 1.5000 > 1.4"
+    assert str(fails[1]) == "x.acc = 0.5000 < 0.6"
+    for text, match in (("[x]\nacc = {mx = 1}\n", "takes the keys min and max"),
+                        ("[x]\nacc = {min = 2, max = 1}\n", "min 2 > max 1"),
+                        ("[x]\nacc = {max = 'a'}\n", r"acc\.max must be a number")):  # fmt: skip
+        gate.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            check_gate(results, gate)
+    gate.write_text("[perplexity]\nperplexity = 50\n")
+    with pytest.raises(ValueError, match=r"write perplexity = \{max = 50\}"):
+        check_gate(results, gate, lower_is_better={"perplexity": ["perplexity"]})

@@ -22,7 +22,8 @@ from g2c.transformer import TransformerLM
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMOKES = ["08_heads", "09_block_ablations", "09_positions", "10_shakespeare",
-          "11_sampling_tradeoffs", "12_scaling", "13_sft_mask_ablation", "14_dpo_beta_sweep"]  # fmt: skip
+          "11_sampling_tradeoffs", "12_scaling", "13_sft_mask_ablation", "14_dpo_beta_sweep",
+          "15_memorization_canaries", "15_failure_modes"]  # fmt: skip
 
 
 def _load(name: str):

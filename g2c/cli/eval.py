@@ -4,6 +4,9 @@
     g2c eval runs/speedrun/sft --tasks g2c_tasks,gsm8k --limit 50     # generation tasks
     g2c eval smollm2 --tasks humaneval --limit 20                     # code, run in a sandbox
     g2c eval runs/sft --tasks openbookqa,g2c_tasks --gate gate.toml   # exit 1 below the gate
+    g2c eval runs/speedrun --tasks perplexity --limit 20              # bits per byte, held out
+    g2c eval smollm2 --tasks refusal,alpaca_eval --limit 20           # safety, judged win rate
+    g2c eval runs/sft --tasks alpaca_eval --judge smollm2 --limit 20  # another model judges
     g2c eval --list                                                   # the known tasks
 
 MODEL is a run directory (``g2c train`` / ``speedrun`` / ``sft`` / ``dpo``, a LoRA run), a run
@@ -13,7 +16,8 @@ prompt format, per-example records), ``records.jsonl`` (appended as each example
 ``report.md``, ``reliability_<task>.png`` for multiple-choice tasks. Running the same command
 again resumes: finished examples are read back, not recomputed (Ctrl-C stops cleanly);
 ``--fresh`` starts over. ``--gate FILE`` (TOML, ``[task]`` tables of ``metric = minimum``)
-exits with status 1 listing every metric below its minimum.
+exits with status 1 listing every metric below its minimum (lower-is-better metrics such as
+``bits_per_byte`` take ``metric = {max = X}``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="evaluate a model on benchmarks (accuracy, calibration, a gate)",
         description="Evaluate MODEL on --tasks: multiple choice by log-likelihood (acc, "
         "acc_norm, ECE), generation scored by programs (GSM8K, the g2c task family, "
-        "IFEval-style instructions, HumanEval in a sandbox). Writes results.json, records.jsonl, "
+        "IFEval-style instructions, HumanEval in a sandbox, refusals, AlpacaEval judged pairwise), "
+        "perplexity / bits per byte on held-out text. Writes results.json, records.jsonl, "
         "report.md and reliability diagrams; a rerun resumes.",
     )  # fmt: skip
     p.add_argument("model", nargs="?", help="run directory, run name, or smollm2")
@@ -46,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="in-context examples for tasks that take them (default: 0)")  # fmt: skip
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="token budget of every generation task (default: each task's)")  # fmt: skip
+    p.add_argument("--judge", default=None,
+                   help="MODEL judging alpaca_eval (default: the evaluated model)")  # fmt: skip
     p.add_argument("--gate", default=None, help="TOML file of minimums; exit 1 when one fails")
     p.add_argument("--out", default=None, help="results directory (default: MODEL/eval)")
     p.add_argument("--fresh", action="store_true", help="delete earlier results in --out first")
@@ -102,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     """Validate, evaluate with progress bars, print the table, apply the gate."""
     if args.list:
         for name in eval_stage.known_tasks():
-            gated = ", ".join(eval_stage.task_metric_names(name))
+            lower = eval_stage.task_lower_is_better(name)
+            gated = ", ".join(f"{m} (max)" if m in lower else m
+                              for m in eval_stage.task_metric_names(name))  # fmt: skip
             console.print(f"{name:16s} gate metrics: {gated}")
         return 0
     if not args.model:
@@ -113,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = eval_stage.EvalConfig(
         model=args.model, tasks=eval_stage.parse_tasks(args.tasks), limit=args.limit,
         shots=args.shots, seed=args.seed, max_new_tokens=args.max_new_tokens,
-        batched=not args.no_batch, device=args.device,
+        batched=not args.no_batch, device=args.device, judge=args.judge,
     )  # fmt: skip
     reporter = EvalProgress()
     try:

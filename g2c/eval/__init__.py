@@ -15,6 +15,13 @@
   :mod:`~g2c.eval.humaneval`: HumanEval pass@k run in :mod:`~g2c.eval.sandbox`
   (``run_in_sandbox``: the one code-execution sandbox, also used by the tools).
 - :mod:`~g2c.eval.gate`: thresholds from a TOML file; :mod:`~g2c.eval.plots`: reliability diagrams.
+- :mod:`~g2c.eval.perplexity`: perplexity and bits per byte on held-out text (the ``perplexity``
+  task, over :mod:`g2c.training.evaluation`).
+- :mod:`~g2c.eval.judge`: AlpacaEval-style pairwise judging, position-swapped (``alpaca_eval``),
+  ``judge_agreement`` against AlpacaEval's annotations.
+- :mod:`~g2c.eval.safety`: refusal vs over-refusal (``refusal``), extractable memorization,
+  canary exposure (the "secret sharer").
+- :mod:`~g2c.eval.failures`: the failure-mode catalogue (fixed prompts, automatic labels, table).
 """
 
 from g2c.eval.core import (
@@ -32,6 +39,14 @@ from g2c.eval.core import (
     numeric_match,
     reliability_curve,
 )
+from g2c.eval.failures import (
+    FAILURE_PROMPTS,
+    LABELS,
+    failure_table,
+    is_repetition_loop,
+    label_answer,
+    run_catalogue,
+)
 from g2c.eval.gate import GateFailure, check_gate, load_gate
 from g2c.eval.generation import (
     Generation,
@@ -43,7 +58,29 @@ from g2c.eval.generation import (
 )
 from g2c.eval.humaneval import HumanEvalTask, pass_at_k
 from g2c.eval.ifeval import IFEvalTask
+from g2c.eval.judge import (
+    JUDGE_PROMPT,
+    AlpacaEvalTask,
+    PairJudgement,
+    judge_agreement,
+    judge_pair,
+    parse_verdict,
+    win_rate_summary,
+)
+from g2c.eval.perplexity import PerplexityTask, heldout_text, score_text
 from g2c.eval.plots import reliability_diagram
+from g2c.eval.safety import (
+    BENIGN_LOOKALIKES,
+    REFUSAL_PHRASES,
+    Exposure,
+    RefusalTask,
+    canary_exposure,
+    exposure_from_rank,
+    extraction_rate,
+    harmful_prompts,
+    is_refusal,
+    memorization_report,
+)
 from g2c.eval.sandbox import SandboxResult, run_in_sandbox
 from g2c.eval.scoring import (
     choice_logprobs,
@@ -57,6 +94,32 @@ from g2c.eval.scoring import (
 from g2c.eval.tasks import TASKS, MultipleChoiceTask, evaluate_task, get_task, task_names
 
 __all__ = [
+    "AlpacaEvalTask",
+    "BENIGN_LOOKALIKES",
+    "Exposure",
+    "FAILURE_PROMPTS",
+    "JUDGE_PROMPT",
+    "LABELS",
+    "PairJudgement",
+    "PerplexityTask",
+    "REFUSAL_PHRASES",
+    "RefusalTask",
+    "canary_exposure",
+    "exposure_from_rank",
+    "extraction_rate",
+    "failure_table",
+    "harmful_prompts",
+    "heldout_text",
+    "is_refusal",
+    "is_repetition_loop",
+    "judge_agreement",
+    "judge_pair",
+    "label_answer",
+    "memorization_report",
+    "parse_verdict",
+    "run_catalogue",
+    "score_text",
+    "win_rate_summary",
     "GSM8KTask",
     "GateFailure",
     "Generation",

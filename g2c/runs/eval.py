@@ -21,9 +21,12 @@
 
 Multiple-choice tasks come from :mod:`g2c.eval.tasks` (log-likelihood scoring,
 :func:`g2c.eval.scoring.run_multiple_choice_eval`); generation tasks (``gsm8k``,
-``g2c_tasks``, ``ifeval``, ``humaneval``) are answered greedily through
-:func:`g2c.eval.generation.model_generator` with the model's chat template when it has one
-(its own Jinja template — SmolLM2 —, or g2c's for a g2c SFT/DPO run), else as plain text.
+``g2c_tasks``, ``ifeval``, ``humaneval``, ``refusal``, ``alpaca_eval``) are answered greedily
+through :func:`g2c.eval.generation.model_generator` with the model's chat template when it has
+one (its own Jinja template — SmolLM2 —, or g2c's for a g2c SFT/DPO run), else as plain text;
+``alpaca_eval`` is judged by the model itself or by ``judge`` (:mod:`g2c.eval.judge`).
+``perplexity`` scores held-out text with the model's likelihood
+(:mod:`g2c.eval.perplexity`; lower-is-better metrics, gated with ``metric = {max = X}``).
 Library code: events go to ``on_event``.
 """
 
@@ -45,7 +48,10 @@ from g2c.eval.gate import GateFailure, check_gate, load_gate
 from g2c.eval.generation import GenerationTask, GSM8KTask, SFTTasksTask, model_generator
 from g2c.eval.humaneval import HumanEvalTask
 from g2c.eval.ifeval import IFEvalTask
+from g2c.eval.judge import AlpacaEvalTask
+from g2c.eval.perplexity import PerplexityTask
 from g2c.eval.plots import reliability_diagram
+from g2c.eval.safety import RefusalTask
 from g2c.eval.scoring import run_multiple_choice_eval
 from g2c.runs.sft import BASE_NAMES, choose_template, load_any, model_chat_template
 from g2c.runs.stage import EventFn, Stage, check, environment, stage_table
@@ -59,8 +65,10 @@ RESULTS = "results.json"
 #: Generation tasks by name (multiple-choice ones come from g2c.eval.tasks).
 GENERATION_TASKS: dict[str, type[GenerationTask]] = {
     "gsm8k": GSM8KTask, "g2c_tasks": SFTTasksTask, "ifeval": IFEvalTask,
-    "humaneval": HumanEvalTask,
+    "humaneval": HumanEvalTask, "refusal": RefusalTask, "alpaca_eval": AlpacaEvalTask,
 }  # fmt: skip
+#: Tasks scored by the model's own likelihood of a text (no generation, no choices).
+MODEL_TASKS: dict[str, type[PerplexityTask]] = {"perplexity": PerplexityTask}
 #: The multiple-choice metrics a gate may set a minimum for (``mc2`` only for TruthfulQA-MC2);
 #: ``ece``, ``mean_confidence`` (and a generation task's ``hit_max_tokens``) are reported but
 #: not gated: a minimum makes no sense for them.
@@ -70,33 +78,49 @@ MC_METRICS = ("acc", "acc_norm", "acc_bytes", "mc2", "accuracy")
 # -- the task registry --------------------------------------------------------------------------
 def known_tasks() -> list[str]:
     """The task names ``g2c eval --tasks`` accepts, for listings: multiple choice (MMLU's
-    subjects summarised as ``mmlu_<subject>``), then generation."""
-    return [*mc_tasks.task_names(), *GENERATION_TASKS]
+    subjects summarised as ``mmlu_<subject>``), then generation, then perplexity."""
+    return [*mc_tasks.task_names(), *GENERATION_TASKS, *MODEL_TASKS]
 
 
 def is_task(name: str) -> bool:
     """True when ``name`` is a registered task (an MMLU subject included)."""
-    return name in GENERATION_TASKS or name in mc_tasks.TASKS
+    return name in GENERATION_TASKS or name in MODEL_TASKS or name in mc_tasks.TASKS
 
 
 def get_task(name: str) -> Any:
     """The task object for ``name`` (a multiple-choice task or a :class:`GenerationTask`)."""
     if name in GENERATION_TASKS:
         return GENERATION_TASKS[name]()
+    if name in MODEL_TASKS:
+        return MODEL_TASKS[name]()
     if name in mc_tasks.TASKS:
         return mc_tasks.get_task(name)
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}")
 
 
 def task_metric_names(name: str) -> tuple[str, ...]:
-    """The metrics of task ``name`` a gate may set a minimum for (higher is better)."""
+    """The metrics of task ``name`` a gate may set a bound for (see
+    :func:`task_lower_is_better` for those that take ``{max = X}``)."""
     if name in GENERATION_TASKS:
         return GENERATION_TASKS[name]().metric_names
+    if name in MODEL_TASKS:
+        return MODEL_TASKS[name].metric_names
     return MC_METRICS
 
 
+def task_lower_is_better(name: str) -> tuple[str, ...]:
+    """The metrics of task ``name`` where lower is better (bits per byte, perplexity,
+    over-refusal ...): a gate gives them a maximum, ``metric = {max = X}``."""
+    task = GENERATION_TASKS.get(name) or MODEL_TASKS.get(name)
+    return tuple(getattr(task, "lower_is_better", ())) if task is not None else ()
+
+
 def _is_mc(task: Any) -> bool:
-    return not isinstance(task, GenerationTask)
+    return not isinstance(task, (GenerationTask, PerplexityTask))
+
+
+def _kind(task: Any) -> str:
+    return "multiple_choice" if _is_mc(task) else task.kind
 
 
 # -- the configuration --------------------------------------------------------------------------
@@ -112,6 +136,8 @@ class EvalConfig:
     - ``max_new_tokens``: generation budget for every generation task (None = each task's).
     - ``batched``: multiple-choice fast path (shared context once, choices as one batch).
     - ``device``: where the model runs.
+    - ``judge``: the model that judges ``alpaca_eval`` (a MODEL spec as ``model``; None =
+      the evaluated model judges itself). Only with ``alpaca_eval`` in ``tasks``.
     """
 
     model: str
@@ -122,6 +148,7 @@ class EvalConfig:
     max_new_tokens: int | None = None
     batched: bool = True
     device: str = "cpu"
+    judge: str | None = None
 
     def __post_init__(self) -> None:
         check(isinstance(self.model, str) and bool(self.model.strip()), "model",
@@ -150,6 +177,11 @@ class EvalConfig:
             check(torch.cuda.is_available(), "device", "CUDA is not available on this machine")
         if self.device == "mps":
             check(torch.backends.mps.is_available(), "device", "MPS is not available here")
+        if self.judge is not None:
+            check(isinstance(self.judge, str) and bool(self.judge.strip()), "judge",
+                  "give a run directory, a run name or 'smollm2'")  # fmt: skip
+            check("alpaca_eval" in self.tasks, "judge",
+                  "a judge is only used by the alpaca_eval task; add it to tasks")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of the fields."""
@@ -157,8 +189,10 @@ class EvalConfig:
 
 
 def _comparable(d: dict) -> dict:
-    """What must match to resume: everything but the task list and the device."""
-    return {k: v for k, v in d.items() if k not in ("tasks", "device")}
+    """What must match to resume: everything but the task list and the device (and an unset
+    judge, so results written before the field existed resume)."""
+    return {k: v for k, v in d.items()
+            if k not in ("tasks", "device") and not (k == "judge" and v is None)}  # fmt: skip
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -301,7 +335,7 @@ def evaluate_task(
     name, task, examples, fmt = prep.name, prep.task, prep.examples, prep.prompt_format
     done = read_records(records, name, len(examples))
     emit("task", {"name": name, "total": len(examples), "done": len(done),
-                  "kind": "multiple_choice" if _is_mc(task) else "generation"})  # fmt: skip
+                  "kind": _kind(task)})  # fmt: skip
 
     def on_result(i: int, result: EvalResult) -> None:
         append_jsonl(records, _record(name, i, examples[i], result))
@@ -319,6 +353,16 @@ def evaluate_task(
             progress=progress,
         )  # fmt: skip
         results, metrics = report.results, dict(report.metrics)
+    elif isinstance(task, PerplexityTask):
+        results = []
+        for i, ex in enumerate(examples):
+            r = done.get(i)
+            if r is None:
+                r = task.evaluate_model(ev.model, ev.tokenizer, ex)
+                on_result(i, r)
+            results.append(r)
+            progress(i + 1, len(examples))
+        metrics = task.metrics(results)
     else:
         generate = model_generator(ev.model, ev.tokenizer, ev.template)
         results = []
@@ -335,9 +379,8 @@ def evaluate_task(
         row = _record(name, i, ex, r)
         del row["task"], row["metadata"]
         rows.append(row)
-    return {"kind": "multiple_choice" if _is_mc(task) else "generation",
-            "metrics": metrics, "prompt_format": _jsonable(fmt), "n": len(examples),
-            "records": _jsonable(rows)}  # fmt: skip
+    return {"kind": _kind(task), "metrics": metrics, "prompt_format": _jsonable(fmt),
+            "n": len(examples), "records": _jsonable(rows)}  # fmt: skip
 
 
 # -- the whole stage ----------------------------------------------------------------------------
@@ -367,9 +410,17 @@ def validate(
         raise TypeError(f"config must be an EvalConfig, got {type(config).__name__}")
     cfg = EvalConfig(**config.to_dict())
     if gate is not None:
-        load_gate(gate, {t: task_metric_names(t) for t in cfg.tasks})
+        load_gate(gate, {t: task_metric_names(t) for t in cfg.tasks},
+                  lower_is_better=_lower(cfg.tasks))  # fmt: skip
     prepared = [prepare_task(name, cfg) for name in cfg.tasks]
     ev = load_evaluated(cfg.model, device=cfg.device)
+    if cfg.judge is not None:
+        judge = load_evaluated(cfg.judge, device=cfg.device)
+        for prep in prepared:
+            if isinstance(prep.task, AlpacaEvalTask):
+                prep.task.judge = model_generator(judge.model, judge.tokenizer, judge.template)
+                prep.task.judge_name = judge.parent
+                prep.prompt_format["judge"] = judge.parent
     out_dir = Path(out) if out is not None else default_out(cfg.model)
     _check_out(out_dir, ev)
     return cfg, ev, out_dir, prepared
@@ -426,7 +477,10 @@ def run(
                 return EvalRunResult("interrupted", out_dir, results)
             results[name] = entry
             write_results(out_dir, cfg, ev, results, None, gate)
-        failures = check_gate(EvalRunResult("", out_dir, results).metrics(), gate) if gate else None
+        failures = None
+        if gate:
+            failures = check_gate(EvalRunResult("", out_dir, results).metrics(), gate,
+                                  lower_is_better=_lower(cfg.tasks))  # fmt: skip
         stage.end_session()
         write_results(out_dir, cfg, ev, results, failures, gate)
         stage.write_manifest(
@@ -439,6 +493,10 @@ def run(
         return EvalRunResult("complete", out_dir, results, failures)
     finally:
         stage.end_session()
+
+
+def _lower(tasks: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    return {t: task_lower_is_better(t) for t in tasks}
 
 
 def write_results(out: Path, cfg: EvalConfig, ev: Evaluated, results: Mapping[str, dict],
@@ -508,6 +566,7 @@ def parse_tasks(text: str | Sequence[str]) -> list[str]:
 __all__ = [
     "EVAL_FORMAT",
     "GENERATION_TASKS",
+    "MODEL_TASKS",
     "EvalConfig",
     "EvalRunResult",
     "Evaluated",
@@ -523,6 +582,7 @@ __all__ = [
     "prepare_task",
     "read_records",
     "run",
+    "task_lower_is_better",
     "task_metric_names",
     "validate",
     "write_report",
