@@ -80,6 +80,21 @@ def offset_causal_mask(
     return k_pos > q_pos
 
 
+def cache_attention_mask(key_valid: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
+    """Bool (B, 1, T_q, T_k), True = hidden, for queries attending over a KV cache with padding.
+
+    ``key_valid`` (B, T_k) bool: True where the cached key is a real token (False: left padding,
+    a free batch slot). ``query_index`` (B, T_q) long: the cache index each query's own key is
+    written at. Query t sees key s when s ≤ its index and s is valid; its own key is never
+    hidden, so a padding query still has one key (no empty softmax row, no NaN).
+    """
+    T_k = key_valid.shape[-1]
+    s = torch.arange(T_k, device=key_valid.device)  # (T_k,)
+    q = query_index[:, :, None]  # (B, T_q, 1)
+    visible = (key_valid[:, None, :] | (s == q)) & (s <= q)  # (B, T_q, T_k)
+    return ~visible[:, None]
+
+
 def check_segment_ids(segment_ids: torch.Tensor, shape: tuple[int, int]) -> None:
     """TypeError / ValueError naming ``segment_ids`` unless it is an integer tensor of ``shape``
     (B, T) — the shape of the ids or of x's first two dimensions."""
@@ -339,6 +354,17 @@ class LayerKVCache:
             self.keys, self.values = self.keys[index], self.values[index]
         return self
 
+    def crop(self, length: int) -> LayerKVCache:
+        """Keep the first ``length`` positions (0 ≤ length ≤ ``self.length``, else ValueError),
+        dropping later ones (e.g. rejected draft tokens in speculative decoding); returns self."""
+        if not isinstance(length, int) or not 0 <= length <= self.length:
+            raise ValueError(f"length must be an int in [0, {self.length}], got {length!r}")
+        if length == 0:
+            self.reset()
+        elif self.keys is not None:
+            self.keys, self.values = self.keys[:, :, :length], self.values[:, :, :length]
+        return self
+
     def reset(self) -> None:
         """Forget every cached position."""
         self.keys = None
@@ -347,6 +373,30 @@ class LayerKVCache:
     def __repr__(self) -> str:
         shape = None if self.keys is None else tuple(self.keys.shape)
         return f"LayerKVCache(length={self.length}, keys={shape})"
+
+
+class _FusedQKV:
+    """The concatenated Q/K/V weight (D, D + 2·kv_dim) and bias, kept between no-grad calls.
+
+    Rebuilt when any source tensor is replaced (``to``, ``load_state_dict`` into a new tensor)
+    or changed in place (an optimizer step bumps ``_version``), so it never serves stale
+    weights. Not a tensor attribute, so ``state_dict``/``parameters`` never see it.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.W: torch.Tensor | None = None
+        self.b: torch.Tensor | None = None
+
+    def get(self, projs: tuple[Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tensors = [p.W for p in projs] + [p.b for p in projs if p.b is not None]
+        key = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        if key != self.key:
+            self.W = torch.cat([p.W.detach() for p in projs], dim=1)
+            has_b = projs[0].b is not None
+            self.b = torch.cat([p.b.detach() for p in projs]) if has_b else None
+            self.key = key
+        return self.W, self.b
 
 
 class MultiHeadAttention(Module):
@@ -447,8 +497,14 @@ class MultiHeadAttention(Module):
 
     def _fused_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         projs = (self.q_proj, self.k_proj, self.v_proj)
-        W = torch.cat([p.W for p in projs], dim=1)  # (D, D + 2·kv_dim)
-        b = torch.cat([p.b for p in projs]) if self.q_proj.b is not None else None
+        if torch.is_grad_enabled():  # training: concatenate inside the autograd graph
+            W = torch.cat([p.W for p in projs], dim=1)  # (D, D + 2·kv_dim)
+            b = torch.cat([p.b for p in projs]) if self.q_proj.b is not None else None
+        else:  # inference: reuse the concatenation until a weight changes (see _FusedQKV)
+            cache = self.__dict__.get("_qkv_cache")
+            if cache is None:
+                cache = self.__dict__["_qkv_cache"] = _FusedQKV()
+            W, b = cache.get(projs)
         qkv = F.linear(x, W.T, b)  # (B, T, D + 2·kv_dim)
         kv_dim = self.num_kv_heads * self.head_dim
         return qkv.split((self.embedding_dim, kv_dim, kv_dim), dim=-1)
@@ -464,8 +520,16 @@ class MultiHeadAttention(Module):
         """q (B, H, T_q, hd) — the last T_q positions — over k, v (B, H_kv, T_k, hd).
 
         ``mask`` (B, 1, T_q, T_k) bool, True = hidden, replaces the causal mask (packed rows)."""
-        k, v = self._expand_kv(k), self._expand_kv(v)
         p = self.dropout_p if self.training else 0.0
+        groups = self.num_heads // self.num_kv_heads
+        if self.fused and groups > 1 and q.shape[-2] == 1 and not p:
+            # decode fast path: one query per head, so the H/H_kv query heads sharing a key/value
+            # head become H/H_kv "positions" of that head — same scores, no copy of the cache
+            B, H, _, hd = q.shape
+            qg = q.reshape(B, self.num_kv_heads, groups, hd)  # head h = kv·groups + g
+            out = attend_sdpa(qg, k, v, causal=False, mask=mask)  # mask (B,1,1,T_k) broadcasts
+            return out.reshape(B, H, 1, hd)
+        k, v = self._expand_kv(k), self._expand_kv(v)
         if self.fused or self.attention_impl == "sdpa":  # fast path: torch's fused kernel
             return attend_sdpa(q, k, v, causal=self.causal, dropout_p=p, mask=mask)
         T_q, T_k = q.shape[-2], k.shape[-2]
@@ -534,18 +598,27 @@ class MultiHeadAttention(Module):
         return self.forward_prefill(x_t, cache)
 
     def forward_prefill(
-        self, x: torch.Tensor, cache: LayerKVCache
+        self,
+        x: torch.Tensor,
+        cache: LayerKVCache,
+        *,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LayerKVCache]:
         """Any number of new positions: x (B, T_new, D) → (out (B, T_new, D), cache).
 
         New positions continue from ``cache.length`` (RoPE offset, causal mask shifted) and
-        their keys/values are appended to the cache. Non-causal attention → ValueError.
+        their keys/values are appended to the cache (``cache.append``; a pre-allocated cache
+        such as ``g2c.inference.StaticKVCache``'s layers writes them in place). Batched
+        decoding with padding passes ``positions`` (B, T_new) long, each token's RoPE position,
+        and ``mask`` (B, 1, T_new, T_k) bool, True = hidden (:func:`cache_attention_mask`),
+        which replaces the causal mask. Non-causal attention → ValueError.
         """
         if not self.causal:
             raise ValueError("a KV cache needs causal attention (causal=True)")
-        q, k_new, v_new = self._project(x, offset=cache.length)
+        q, k_new, v_new = self._project(x, offset=cache.length, positions=positions)
         cache.append(k_new, v_new)  # now (B, H_kv, offset + T_new, hd)
-        return self._merge_heads(self._attend(q, cache.keys, cache.values)), cache
+        return self._merge_heads(self._attend(q, cache.keys, cache.values, mask)), cache
 
     def extra_repr(self) -> str:
         """Short description shown by ``repr``."""

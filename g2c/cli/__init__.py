@@ -29,6 +29,7 @@ STAGES: tuple[str, ...] = (
     "dpo",
     "eval",
     "chat",
+    "serve",
 )
 
 

