@@ -417,7 +417,9 @@ PRESETS: dict[str, SFTRunConfig] = {
         },
         {"heldout_per_family": 10, "max_new_tokens": 24},
     ),  # fmt: skip
-    # SmolLM2-135M-Instruct with LoRA r=16 on a narrow task (spelling backwards): few steps.
+    # SmolLM2-135M-Instruct with LoRA r=16 on narrow tasks with exact answers (arithmetic,
+    # upper-casing, counting, repeating): 0 % -> 72 % held-out in 120 steps (~5 min on a CPU).
+    # Spelling backwards (`--families reverse`) stays at 0 % in 60 steps: BPE hides letters.
     "sft-smollm2-lora": _sft_preset(
         {
             "base": "smollm2",
@@ -425,18 +427,22 @@ PRESETS: dict[str, SFTRunConfig] = {
             "lora_alpha": 32.0,
             "lora_targets": ["q_proj", "k_proj", "v_proj", "out_proj"],
         },
-        {"mixture": {"tasks": 400}, "families": ["reverse"], "max_seq_len": 96},
+        {
+            "mixture": {"tasks": 800},
+            "families": ["arithmetic", "upper", "count", "repeat"],
+            "max_seq_len": 96,
+        },
         {
             "batch_size": 4,
-            "max_steps": 60,
+            "max_steps": 120,
             "max_lr": 1e-3,
             "min_lr": 1e-4,
             "warmup_steps": 5,
-            "eval_every": 30,
+            "eval_every": 60,
             "eval_iters": 2,
             "log_every": 5,
         },
-        {"heldout_per_family": 20, "max_new_tokens": 16},
+        {"heldout_per_family": 15, "max_new_tokens": 16},
     ),  # fmt: skip
     # Seconds, for tests: a tiny g2c run, a few steps.
     "sft-smoke": _sft_preset(
