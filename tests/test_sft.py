@@ -330,6 +330,36 @@ def test_chunked_projection_equals_one_projection_in_values_and_gradients(monkey
         )
 
 
+@pytest.mark.parametrize("kw", [{}, {"bias": False, "tie_embeddings": False}])
+def test_fused_linear_cross_entropy_equals_plain_loss_and_gradients(kw, monkeypatch):
+    """Under activation checkpointing sft_loss computes the head's loss and gradients chunk by
+    chunk in the forward (_LinearCrossEntropySum): same loss and gradients as the plain path."""
+    import g2c.sft.loss as sft_loss_module
+
+    model = _tiny_lm(**kw)
+    exs = [render_with_mask(CONV, TOK), render_with_mask(CONV[1:3], TOK)]
+    x, y, mask = pad_and_collate(exs, 96, SP["<|pad|>"], pad_to_longest=True)
+    loss_plain, _ = sft_loss(model, x, y, mask)
+    loss_plain.backward()
+    grads_plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    monkeypatch.setattr(sft_loss_module, "LOGITS_CHUNK_ELEMENTS", 5 * model.vocab_size)
+    used = []
+    fused_apply = sft_loss_module._LinearCrossEntropySum.apply
+    monkeypatch.setattr(
+        sft_loss_module._LinearCrossEntropySum,
+        "apply",
+        lambda *a: used.append(a[-1]) or fused_apply(*a),
+    )
+    model.activation_checkpointing = True
+    loss_fused, _ = sft_loss(model, x, y, mask)
+    assert used == [5]  # the fused path ran, in chunks of 5 rows
+    loss_fused.backward()
+    torch.testing.assert_close(loss_fused, loss_plain, atol=1e-6, rtol=0)
+    for p, g in zip(model.parameters(), grads_plain):
+        torch.testing.assert_close(p.grad, g, atol=1e-6, rtol=1e-5)
+
+
 class _LogitsOnly(Module):
     """A model with only forward(x) → logits (the fallback path)."""
 

@@ -354,3 +354,16 @@ def test_pin_malloc_mmap_threshold(monkeypatch):
     monkeypatch.delenv("G2C_MALLOC_TUNING")
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert pin_malloc_mmap_threshold() is glibc  # mallopt accepted it (glibc) / no-op elsewhere
+
+
+def test_release_free_heap_returns_a_bool():
+    import platform
+
+    from g2c.training import release_free_heap
+
+    junk = [torch.ones(50_000) for _ in range(200)]  # ~40 MB of heap blocks, then freed
+    del junk
+    result = release_free_heap()
+    assert isinstance(result, bool)
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        assert result is False

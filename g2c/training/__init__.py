@@ -9,10 +9,22 @@ trainer specialises.
   ``sequence_perplexity``: the one home of evaluation.
 - ``device_peak_flops``, ``model_flops_per_token``: MFU accounting.
 - ``pin_malloc_mmap_threshold``: CPU training returns freed activation memory to the OS.
+- ``init_distributed``, ``cleanup_distributed``, ``wrap_model``, ``DistContext``,
+  ``Distributed``: data-parallel training (DDP / FSDP2, gloo / NCCL) under torchrun —
+  ``TrainingLoop.distribute(strategy)`` uses them (``g2c.training.distributed``).
+- ``zero_memory``, ``activation_memory``, ``memory_plan_table``: the ZeRO memory calculator
+  (``g2c.training.memory_plan``).
 """
 
 from g2c.training.adamw import AdamW
 from g2c.training.clip import clip_grad_norm_
+from g2c.training.distributed import (
+    DistContext,
+    Distributed,
+    cleanup_distributed,
+    init_distributed,
+    wrap_model,
+)
 from g2c.training.evaluation import (
     bits_per_byte,
     mean_batch_loss,
@@ -28,7 +40,8 @@ from g2c.training.loop import (
     empty_training_history,
     final_val_loss,
 )
-from g2c.training.memory import pin_malloc_mmap_threshold
+from g2c.training.memory import pin_malloc_mmap_threshold, release_free_heap
+from g2c.training.memory_plan import activation_memory, memory_plan_table, zero_memory
 from g2c.training.schedule import cosine_with_warmup
 
 __all__ = [
@@ -49,4 +62,13 @@ __all__ = [
     "measure_matmul_flops",
     "model_flops_per_token",
     "pin_malloc_mmap_threshold",
+    "release_free_heap",
+    "DistContext",
+    "Distributed",
+    "init_distributed",
+    "cleanup_distributed",
+    "wrap_model",
+    "zero_memory",
+    "activation_memory",
+    "memory_plan_table",
 ]

@@ -55,4 +55,19 @@ def pin_malloc_mmap_threshold(threshold_bytes: int = _DEFAULT_THRESHOLD) -> bool
     return ok
 
 
-__all__ = ["pin_malloc_mmap_threshold"]
+def release_free_heap() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim(0)``, which also
+    releases free pages in the middle of the heap); True when something was released. Called by
+    loaders after their scratch allocations (the GGUF loader: dequantization temporaries and the
+    parsed metadata), so the memory a training run starts from is the model's, not the loader's
+    leftovers. A no-op returning False outside glibc.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim(ctypes.c_size_t(0)) == 1
+    except (OSError, AttributeError):
+        return False
+
+
+__all__ = ["pin_malloc_mmap_threshold", "release_free_heap"]

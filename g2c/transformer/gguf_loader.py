@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from g2c.artifacts import damaged
+from g2c.training.memory import release_free_heap
 from g2c.transformer.model import TransformerConfig, TransformerLM
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -248,6 +249,7 @@ def load_gguf_llama(
     if missing:
         raise damaged(Path(path), f"GGUF has no tensor for {sorted(missing)[0]!r}", GGUF_HINT)
     del reader
+    release_free_heap()  # the dequantization scratch and parsed metadata go back to the OS
     return model.eval(), meta
 
 
