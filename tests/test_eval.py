@@ -182,6 +182,19 @@ def test_run_multiple_choice_eval_resumes_and_reports():
         run_multiple_choice_eval(model, TOK, [])
 
 
+def test_a_choice_longer_than_the_context_is_skipped_not_fatal():
+    model = _model()  # max_seq_len 64
+    exs = [MultipleChoiceExample("q: a or b?", ["a", "b"], 0),
+           MultipleChoiceExample("q: long?", ["a" * 80, "b"], 1)]  # fmt: skip
+    report = run_multiple_choice_eval(model, TOK, exs)
+    skipped = report.results[1]
+    assert not skipped.correct and skipped.prediction is None and skipped.confidence is None
+    assert "exceeds max_seq_len 64" in skipped.metadata["skipped"]
+    assert report.metrics["skipped"] == 1 and report.n == 2
+    assert report.metrics["acc"] == float(report.results[0].correct) / 2  # counted as wrong
+    assert report.ece is not None  # over the scored question
+
+
 def test_generation_scoring_with_a_callable_and_with_a_model():
     answers = {"2+2=": "the answer is 4.", "3+3=": "7"}
     exs = [GenerationExample("2+2=", "4"), GenerationExample("3+3=", ("6",))]

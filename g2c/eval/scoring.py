@@ -113,6 +113,12 @@ def _max_len(model: Any) -> int | None:
     return getattr(model, "max_seq_len", None)
 
 
+class ContinuationTooLong(ValueError):
+    """A choice longer than the model's context: it cannot be scored at all (lm-eval would
+    slice past the window). :func:`run_multiple_choice_eval` records such a question as
+    skipped — wrong, no confidence, counted in the ``skipped`` metric — instead of stopping."""
+
+
 def _token_logprobs_reference(
     model: Any, context_ids: list[int], continuation_ids: list[int]
 ) -> float:
@@ -123,7 +129,7 @@ def _token_logprobs_reference(
     seq = context_ids + continuation_ids
     if max_len is not None:
         if n > max_len:
-            raise ValueError(f"continuation of {n} tokens exceeds max_seq_len {max_len}")
+            raise ContinuationTooLong(f"continuation of {n} tokens exceeds max_seq_len {max_len}")
         seq = seq[-(max_len + 1) :]
     inp = torch.tensor([seq[:-1]], dtype=torch.long, device=_device(model))  # (1, T)
     logits = model(inp)[0, -n:].float()  # (n, V): positions that predict the continuation
@@ -349,12 +355,16 @@ def _report(
 ) -> EvalReport:
     n = len(results)
     accuracy = sum(r.correct for r in results) / n if n else 0.0
-    confs = [r.confidence for r in results]
+    scored = [r for r in results if r.confidence is not None]  # skipped ones have none
     mean_conf = ece = None
-    if n and all(c is not None for c in confs):
-        mean_conf = sum(confs) / n
-        ece = expected_calibration_error(confs, [r.correct for r in results], n_bins=n_bins)
+    if scored:
+        confs = [r.confidence for r in scored]
+        mean_conf = sum(confs) / len(scored)
+        ece = expected_calibration_error(confs, [r.correct for r in scored], n_bins=n_bins)
         metrics = {**metrics, "mean_confidence": mean_conf, "ece": ece}
+    skipped = sum(1 for r in results if r.metadata.get("skipped"))
+    if skipped:
+        metrics = {**metrics, "skipped": skipped}
     return EvalReport(
         task_name=task_name,
         n=n,
@@ -402,7 +412,15 @@ def run_multiple_choice_eval(
     for i, ex in enumerate(examples):
         result = done.get(i)
         if result is None:
-            result = score_multiple_choice(model, tokenizer, ex, length_normalize, batched=batched)
+            try:
+                result = score_multiple_choice(
+                    model, tokenizer, ex, length_normalize, batched=batched
+                )
+            except ContinuationTooLong as exc:
+                zeros = {k: 0.0 for k in ("acc", "acc_norm", "acc_bytes")}
+                if ex.metadata.get("labels") is not None:
+                    zeros["mc2"] = 0.0
+                result = EvalResult(False, None, None, {**zeros, "skipped": str(exc)})
             if on_result is not None:
                 on_result(i, result)
         results.append(result)
