@@ -40,6 +40,14 @@ again with the same configuration resumes from the checkpoint (same losses as an
 run on CPU: the Trainer restores its batch RNG). After a hard kill the last periodic checkpoint
 is used and later metric lines are dropped. Library code: it reports through
 ``on_event(kind, info)`` and never prints.
+
+Distributed (under ``torchrun``, an initialised process group; ``g2c train --nproc N``): rank 0
+runs the stage as above — data, plan, every file, evaluation, samples, report — while the other
+ranks only train: they receive rank 0's resolved config, read the token files rank 0 wrote,
+and train their slice of every batch (``TrainingLoop.distribute(strategy)``, DDP or FSDP).
+The checkpoint is then a ``torch.distributed.checkpoint`` directory at the same path; it
+resumes on any number of processes. Under FSDP no samples are taken during training (the
+weights are sharded); after training the full weights are gathered for the later parts.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ from g2c.runs.stage import EventFn, Stage, check, environment
 from g2c.sampling import generate
 from g2c.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
 from g2c.training import LoopControl, bits_per_byte, perplexity_from_loss, stream_loss
+from g2c.training.distributed import DistContext, current_context
 from g2c.transformer import TransformerLM
 
 REPLAN_S = 20.0  # seconds of training between re-plans of a time-budgeted run
@@ -192,6 +201,34 @@ def build_model(cfg: RunConfig, vocab_size: int, seed: int) -> TransformerLM:
 def build_trainer(cfg: RunConfig, model: TransformerLM) -> Trainer:
     """``Trainer.from_config`` with the run's TrainConfig."""
     return Trainer.from_config(model, cfg.train)
+
+
+@dataclasses.dataclass
+class Parallel:
+    """How this process takes part in a distributed run: its ``context`` (rank, world size),
+    the ``strategy`` ("ddp" | "fsdp") and the model's ``activation_checkpointing`` policy."""
+
+    context: DistContext | None = None
+    strategy: str = "ddp"
+    activation_checkpointing: bool | int = False
+
+    @property
+    def active(self) -> bool:
+        """True with more than one process."""
+        return self.context is not None and self.context.world_size > 1
+
+
+def _share(parallel: Parallel, payload: dict | None) -> dict | None:
+    """Rank 0's ``payload`` on every rank (None when not distributed)."""
+    if not parallel.active:
+        return payload
+    box = [payload]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _checkpoint_exists(path: Path) -> bool:
+    return path.is_file() or (path / ".metadata").is_file()
 
 
 def measure_step_time(
@@ -355,9 +392,12 @@ class _Training:
 def train(
     stage: Stage, cfg: RunConfig, tok, train_ids: torch.Tensor, val_ids: torch.Tensor,
     *, resumed: bool, should_stop: Callable[[int], bool] | None, info: dict,
+    parallel: Parallel | None = None,
 ) -> _Training:  # fmt: skip
     """The pretraining part: plan (a budgeted new run), build, resume from the checkpoint,
-    train with a :class:`BudgetPlan`. Fills ``info`` with what ``stages.json`` records."""
+    train with a :class:`BudgetPlan`. Fills ``info`` with what ``stages.json`` records.
+    ``parallel``: rank 0 of a distributed run (see the module docstring)."""
+    parallel = parallel or Parallel()
     rd, emit = stage.rd, stage.emit
     t_setup = time.perf_counter()
     setup_before = stage.rd.load_stages().get("pretraining", {}).get("setup_seconds", 0.0)
@@ -369,9 +409,14 @@ def train(
             emit("plan", plan)
         stage.save_config(cfg.to_dict())
     model = build_model(cfg, tok.vocab_size, cfg.train.seed)
+    model.activation_checkpointing = parallel.activation_checkpointing
     trainer = build_trainer(cfg, model)
     history, resumed_from = empty_training_history(), None
-    if rd.checkpoint.is_file():
+    if parallel.active:  # the followers build the same model, then every rank wraps it
+        _share(parallel, {"cfg": cfg.to_dict(), "vocab_size": tok.vocab_size,
+                          "resume": _checkpoint_exists(rd.checkpoint)})  # fmt: skip
+        trainer.distribute(parallel.strategy, parallel.context)
+    if _checkpoint_exists(rd.checkpoint):
         history = trainer.load_checkpoint(rd.checkpoint)["history"]
         resumed_from = trainer.step
         trainer.max_steps = cfg.train.max_steps  # the plan in run_config.json (re-plans kept)
@@ -406,6 +451,8 @@ def train(
         append_jsonl(rd.metrics, event)
         emit("log", event)
         step, every = event["step"], cfg.run.sample_every
+        if parallel.active and parallel.strategy == "fsdp":
+            every = 0  # the weights are sharded while training: no samples until the end
         if every and step % every == 0 and step < trainer.max_steps:
             take_sample(step, seed=step, tag="during")
 
@@ -416,6 +463,7 @@ def train(
         checkpoint_every=cfg.run.checkpoint_every or cfg.train.eval_every,
         checkpoint_extra={"run_format": RUN_FORMAT}, control=control,
     )  # fmt: skip
+    model = trainer.gather_model()  # distributed: the full weights (a collective under FSDP)
     loop_s = trainer.elapsed_s - start_elapsed
     info.update(setup_seconds=setup_before + time.perf_counter() - t_setup - loop_s,
                 step=trainer.step)  # fmt: skip
@@ -473,6 +521,7 @@ def run(
     data_path: str | os.PathLike | None = None,
     threads: int | None = None,
     command: str | None = None,
+    parallel: Parallel | None = None,
 ) -> RunResult:
     """Run (or resume) the pretraining stage into ``out_dir``; see the module docstring.
 
@@ -482,7 +531,13 @@ def run(
     "train" (step, max_steps, params), "log" (the Trainer's event), "sample", "checkpoint"
     events. ``should_stop(step)`` is consulted after every step. A run directory holding a
     different configuration → ValueError (use ``fresh`` or another directory).
+    ``parallel`` (:class:`Parallel`): a distributed run's rank, strategy and checkpointing
+    policy (default: the current process group, if any, with DDP).
     """
+    if parallel is None:
+        parallel = Parallel(current_context())
+    if parallel.active and not parallel.context.is_main:
+        return _follow(cfg, Path(out_dir), parallel, should_stop)
     stage = Stage(out_dir, "pretrain", on_event)  # the session's clock starts here
     cfg = validate(cfg)
     rd = stage.rd
@@ -496,7 +551,7 @@ def run(
             info.update(data_info)
         with stage.part("pretraining") as info:
             run_ = train(stage, cfg, tok, train_ids, val_ids, resumed=prior is not None,
-                         should_stop=should_stop, info=info)  # fmt: skip
+                         should_stop=should_stop, info=info, parallel=parallel)  # fmt: skip
         cfg, trainer = run_.cfg, run_.trainer
         if trainer.stop_reason != "complete":
             return RunResult("interrupted", rd.root, trainer.step, trainer.max_steps, {},
@@ -529,6 +584,31 @@ def run(
                          run_.history, run_.resumed_from)  # fmt: skip
     finally:
         stage.end_session()
+
+
+def _follow(
+    cfg: RunConfig, out_dir: Path, parallel: Parallel, should_stop: Callable[[int], bool] | None
+) -> RunResult:
+    """A rank > 0 of a distributed run: train rank 0's configuration on this rank's slice,
+    write nothing (rank 0 owns the run directory; the DCP checkpoint is written by all)."""
+    rd = RunDir(out_dir)
+    shared = _share(parallel, None)  # sent once rank 0 has prepared the data and the plan
+    cfg = RunConfig.from_dict(shared["cfg"])
+    model = build_model(cfg, shared["vocab_size"], cfg.train.seed)
+    model.activation_checkpointing = parallel.activation_checkpointing
+    trainer = build_trainer(cfg, model).distribute(parallel.strategy, parallel.context)
+    history = empty_training_history()
+    if shared["resume"]:
+        history = trainer.load_checkpoint(rd.checkpoint)["history"]
+        trainer.max_steps = cfg.train.max_steps
+    history = trainer.train(
+        load_token_ids(rd.train_ids), load_token_ids(rd.val_ids), history=history,
+        checkpoint_path=rd.checkpoint, checkpoint_every=cfg.run.checkpoint_every or cfg.train.eval_every,
+        checkpoint_extra={"run_format": RUN_FORMAT}, control=LoopControl(),
+    )  # fmt: skip
+    trainer.gather_model()
+    status = "complete" if trainer.stop_reason == "complete" else "interrupted"
+    return RunResult(status, rd.root, trainer.step, trainer.max_steps, {}, history, None)
 
 
 run_pretraining = run

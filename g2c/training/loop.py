@@ -40,8 +40,20 @@ RNG (dropout); both go into the checkpoint, so 10 steps, save, load into a fresh
 give exactly the losses of 20 uninterrupted steps (on CPU). Checkpoints hold tensors and plain
 Python values only (``torch.load(path, weights_only=True)`` reads them), written atomically.
 
+**Distributed** (``distribute(strategy)``, under ``torchrun``; ``g2c/training/distributed.py``):
+the same loop runs data-parallel with DDP or FSDP2. Every rank draws the same global batch of
+k·B examples with the same generator and keeps its contiguous slice of B/N examples of each
+micro-batch, so the global batch — and, for a mean loss, the gradient — is that of a
+1-process run (B must be divisible by N). Gradients are averaged by the wrapper (no
+communication on the first k-1 micro-batches); the reported loss, metrics and validation loss
+are averaged over ranks; ``on_log`` runs on rank 0 only; ``control``'s decisions are rank 0's,
+broadcast. Checkpoints become ``torch.distributed.checkpoint`` directories (sharded, atomic),
+which load into any world size, a single process included. Without ``distribute`` nothing of
+this runs: single-process training is unchanged.
+
 Sources: nanoGPT ``train.py`` (Karpathy 2022); mixed precision via ``torch.autocast`` (bf16,
-Kalamkar et al. 2019); MFU from PaLM (Chowdhery et al. 2022).
+Kalamkar et al. 2019); MFU from PaLM (Chowdhery et al. 2022); PyTorch DDP (Li et al. 2020) and
+FSDP (Zhao et al. 2023).
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +74,17 @@ from g2c.artifacts import atomic_write_with
 from g2c.nn import SGD, Module, resolve_device
 from g2c.training.adamw import AdamW
 from g2c.training.clip import clip_grad_norm_
+from g2c.training.distributed import (
+    DistContext,
+    Distributed,
+    check_world_divides,
+    copy_full_into,
+    current_context,
+    is_dcp_checkpoint,
+    load_dcp,
+    save_dcp,
+    wrap_model,
+)
 from g2c.training.evaluation import mean_batch_loss
 from g2c.training.flops import device_peak_flops, model_flops_per_token
 from g2c.training.schedule import cosine_with_warmup
@@ -335,7 +359,8 @@ class TrainingLoop:
     (completed steps), ``params``, ``elapsed_s`` (cumulative training wall time over every
     session, restored from checkpoints), ``stop_reason`` (None before ``train``; "complete" or
     "stopped" after), ``flops_per_token``, ``peak_flops``/``peak_flops_estimated`` (measured on
-    first use, see ``device_peak_flops``).
+    first use, see ``device_peak_flops``), ``dist`` (None, or the
+    :class:`~g2c.training.distributed.Distributed` wrapper after :meth:`distribute`).
 
     Raises ValueError for warmup_steps > max_steps or autocast on a device without it.
     """
@@ -400,6 +425,50 @@ class TrainingLoop:
             model_flops_per_token(model) if flops_per_token is None else int(flops_per_token)
         )
         self._peak: tuple[float, bool] | None = None
+        self.dist: Distributed | None = None
+
+    # -- distribution ------------------------------------------------------------------------
+    def distribute(self, strategy: str = "ddp", context: DistContext | None = None) -> Any:
+        """Train data-parallel over the initialised process group; returns self.
+
+        ``strategy`` "ddp" (``DistributedDataParallel``) or "fsdp" (FSDP2 ``fully_shard`` per
+        block); ``context`` defaults to the current process group's. Call before the first
+        step (the optimizer is rebuilt over the wrapped parameters) and on every rank. Raises
+        ValueError, before any change, when no process group is initialised, when the world
+        size does not divide ``batch_size``, for an unknown strategy or FSDP on a model without
+        blocks, after steps were taken, or when already distributed.
+        """
+        context = context or current_context()
+        if context is None:
+            raise ValueError(
+                "distribute() needs an initialised process group: launch with torchrun "
+                "(or g2c train --nproc N) and call g2c.training.init_distributed() first"
+            )
+        if self.dist is not None:
+            raise ValueError("this loop is already distributed")
+        if self.step:
+            raise ValueError("distribute() must be called before the first step")
+        check_world_divides(self.batch_size, context.world_size)
+        self.dist = wrap_model(self.model, strategy, context)
+        self.params = list(self.dist.params)
+        if self.optimizer_name == "adamw":
+            self.optimizer = AdamW(
+                self.params, lr=self.max_lr, betas=self.betas, weight_decay=self.weight_decay
+            )
+        else:
+            self.optimizer = SGD(self.params, lr=self.max_lr, weight_decay=self.weight_decay)
+        return self
+
+    def gather_model(self) -> Module:
+        """The model with full, ordinary weights after distributed training (FSDP: gathered
+        from every rank — a collective, call it on all ranks); ends distribution. Without
+        distribution: the model."""
+        if self.dist is None:
+            return self.model
+        model = self.dist.unwrap()
+        self.dist = None
+        self.params = list(model.parameters())
+        return model
 
     # -- settings ---------------------------------------------------------------------------
     def config(self) -> LoopConfig:
@@ -478,6 +547,8 @@ class TrainingLoop:
         global gradient norm before clipping (0.0 when grad_clip is None), **metrics}`` (the
         loss function's metrics, averaged over the micro-batches, as floats).
         """
+        if self.dist is not None:
+            return self._distributed_step(source)
         self.optimizer.zero_grad()
         k, B = self.grad_accum_steps, self.batch_size
         batch = self._to_device(self.sample_batch(source, k * B, self.generator))
@@ -499,6 +570,37 @@ class TrainingLoop:
         out.update({name: float(value) / k for name, value in sums.items()})
         return out
 
+    def _distributed_step(self, source: Any) -> dict[str, float]:
+        """:meth:`optimisation_step` on this rank's slice of every micro-batch; the wrapper
+        averages the gradients, loss and metrics are averaged over ranks."""
+        d = self.dist
+        self.optimizer.zero_grad()
+        k, B = self.grad_accum_steps, self.batch_size
+        batch = self.sample_batch(source, k * B, self.generator)  # the global batch, every rank
+        total = torch.zeros((), device=self.device)
+        sums: dict[str, Any] = {}
+        micros = split_batch(batch, k, B)
+        for i, micro in enumerate(micros):
+            local = self._to_device(d.shard(micro, B))
+            sync = contextlib.nullcontext() if i == k - 1 else d.no_sync()
+            with sync:
+                loss, metrics = d.run(self._loss, self.model, local)
+                (loss / k).backward() if k > 1 else loss.backward()
+            total += loss.detach()
+            for name, value in metrics.items():
+                value = value.detach() if isinstance(value, torch.Tensor) else value
+                sums[name] = sums.get(name, 0.0) + value
+        grad_norm = d.clip_grad_norm_(self.grad_clip) if self.grad_clip else 0.0
+        lr = self.lr()
+        self.optimizer.lr = lr
+        self.optimizer.step()
+        self.step += 1
+        names = list(sums)
+        means = d.all_mean([float(total) / k] + [float(sums[n]) / k for n in names])
+        out = {"loss": means[0], "lr": lr, "grad_norm": float(grad_norm)}
+        out.update(zip(names, means[1:]))
+        return out
+
     def evaluate(self, source: Any) -> float:
         """Mean loss over ``eval_iters`` batches of ``batch_size`` examples of ``source``.
 
@@ -508,6 +610,16 @@ class TrainingLoop:
         """
         self.check_source(source, self.source_names[2])
         gen = torch.Generator().manual_seed(self.eval_seed)
+        if self.dist is not None:  # each rank its slice of every batch; the mean over ranks
+            d = self.dist
+            batches = (
+                self._to_device(
+                    d.shard(self.sample_batch(source, self.batch_size, gen), self.batch_size)
+                )
+                for _ in range(self.eval_iters)
+            )
+            loss = mean_batch_loss(self.model, batches, lambda m, b: d.run(self._loss, m, b))
+            return d.all_mean([loss])[0]
         batches = (
             self._to_device(self.sample_batch(source, self.batch_size, gen))
             for _ in range(self.eval_iters)
@@ -568,6 +680,10 @@ class TrainingLoop:
         ):
             raise TypeError("control must be a LoopControl (should_stop, plan_max_steps)")
         _check_plain(checkpoint_extra, "checkpoint_extra")
+        if self.dist is not None:
+            on_log = on_log if self.dist.context.is_main else None
+            # every rank consults the same (rank 0's) decisions, so all stop at the same step
+            control = _Rank0Control(control or LoopControl(), self.dist)
         run = _Session(
             history, val_source, on_log, checkpoint_path, checkpoint_every or self.eval_every,
             checkpoint_extra, stop_step, self.elapsed_s, time.perf_counter(), self.step,
@@ -672,6 +788,8 @@ class TrainingLoop:
         """
         _check_plain(history, "history")
         _check_plain(extra, "extra")
+        if self.dist is not None:
+            return self._save_distributed(path, history, extra)
         trainer_state = {
             "step": self.step,
             "elapsed_s": float(self.elapsed_s),
@@ -681,6 +799,8 @@ class TrainingLoop:
         }
         if torch.cuda.is_available():
             trainer_state["cuda_rng_states"] = torch.cuda.get_rng_state_all()
+        if Path(path).is_dir():  # a distributed (DCP) checkpoint resumed in one process
+            return self._replace_directory(Path(path), history, extra)
         state = {
             "format": self.checkpoint_format,
             "version": CHECKPOINT_VERSION,
@@ -703,6 +823,8 @@ class TrainingLoop:
         file and what to do.
         """
         path = Path(path)
+        if path.is_dir() and is_dcp_checkpoint(path):
+            return self._load_dcp(path, restore_rng)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         try:
@@ -728,6 +850,9 @@ class TrainingLoop:
                 f"checkpoint was trained with optimizer={state['optimizer_name']!r}, this "
                 f"trainer uses {self.optimizer_name!r}; build the Trainer with the same optimizer"
             )
+        if self.dist is not None:  # a single-process checkpoint into N ranks
+            self._load_full_distributed(path, state, restore_rng)
+            return state
         self.model.load_state_dict(state["model"])
         opt_state = state["optimizer"]
         if self.optimizer_name == "sgd":
@@ -736,7 +861,10 @@ class TrainingLoop:
                 None if v is None else v.to(self.device) for v in opt_state["velocity"]
             ]
         self.optimizer.load_state_dict(opt_state)
-        trainer = state["trainer"]
+        self._restore_trainer(state["trainer"], restore_rng)
+        return state
+
+    def _restore_trainer(self, trainer: dict, restore_rng: bool) -> None:
         self.step = int(trainer["step"])
         self.elapsed_s = float(trainer.get("elapsed_s", 0.0))
         self.generator.set_state(trainer["generator_state"])
@@ -744,7 +872,162 @@ class TrainingLoop:
             torch.set_rng_state(trainer["cpu_rng_state"])
             if "cuda_rng_states" in trainer and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(trainer["cuda_rng_states"])
+
+    # -- distributed checkpoints (torch.distributed.checkpoint directories) --------------------
+    def _param_names(self) -> list[str]:
+        if self.dist is not None:
+            return list(self.dist.names)
+        return [n for n, _ in self.model.named_parameters()]
+
+    def _tensor_state(self, velocity: list[bool] | None = None) -> dict[str, torch.Tensor]:
+        """Flat name → tensor view (shards under FSDP) of the model and optimizer tensors: the
+        DCP state. ``velocity`` (SGD, on load): which velocities to allocate first."""
+        names = self._param_names()
+        params = self.dist.tensor_state() if self.dist else dict(self.model.named_parameters())
+        state = {f"model.{n}": t.detach() for n, t in params.items()}
+        for n, t in self.model.named_tensors():
+            if n not in params:
+                state[f"model.{n}"] = t.detach()  # buffers: the same on every rank
+        opt = self.optimizer
+        if self.optimizer_name == "adamw":
+            for i, n in enumerate(names):
+                state[f"optim.m.{n}"], state[f"optim.v.{n}"] = opt.m[i], opt.v[i]
+        else:
+            for i, n in enumerate(names):
+                if velocity is not None and velocity[i] and opt.velocity[i] is None:
+                    opt.velocity[i] = torch.zeros_like(self.params[i].detach())
+                if opt.velocity[i] is not None:
+                    state[f"optim.velocity.{n}"] = opt.velocity[i]
         return state
+
+    def _optimizer_scalars(self) -> dict:
+        state = self.optimizer.state_dict()
+        for key in ("m", "v"):
+            state.pop(key, None)
+        velocity = state.pop("velocity", None)
+        if velocity is not None:
+            state["velocity_present"] = [v is not None for v in velocity]
+        return state
+
+    def _trainer_meta(self, history: dict | None, extra: dict | None) -> dict:
+        return {
+            "format": self.checkpoint_format,
+            "version": CHECKPOINT_VERSION,
+            "trainer": {
+                "step": self.step,
+                "elapsed_s": float(self.elapsed_s),
+                "config": self.config().to_dict(),
+                "generator_state": self.generator.get_state(),
+                "cpu_rng_state": torch.get_rng_state(),
+            },
+            "optimizer_name": self.optimizer_name,
+            "optimizer_scalars": self._optimizer_scalars(),
+            "distributed": {"world_size": self.dist.world_size, "strategy": self.dist.strategy},
+            "history": history,
+            "extra": extra,
+        }
+
+    def _save_distributed(self, path: str | Path, history: dict | None, extra: dict | None) -> Path:
+        meta = self._trainer_meta(history, extra)
+        return save_dcp(path, self._tensor_state(), meta, self.dist.context)
+
+    def _replace_directory(self, path: Path, history: dict | None, extra: dict | None) -> Path:
+        """Save a single-process checkpoint where a DCP directory is: the directory is moved
+        aside, the file written atomically, then the directory removed."""
+        old = path.with_name(path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+        try:
+            out = self.save_checkpoint(path, history=history, extra=extra)
+        except BaseException:
+            old.rename(path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return out
+
+    def _load_dcp(self, path: Path, restore_rng: bool) -> dict:
+        """Load a DCP checkpoint directory into this loop (any world size, or one process)."""
+        meta = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+        if not isinstance(meta, dict) or meta.get("format") != self.checkpoint_format:
+            raise ValueError(f"{path} is not a {self.checkpoint_format} checkpoint")
+        if meta.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(
+                f"{path}: checkpoint version {meta.get('version')} unsupported "
+                f"(this g2c reads {CHECKPOINT_VERSION})"
+            )
+        if meta["optimizer_name"] != self.optimizer_name:
+            raise ValueError(
+                f"checkpoint was trained with optimizer={meta['optimizer_name']!r}, this "
+                f"trainer uses {self.optimizer_name!r}; build the Trainer with the same optimizer"
+            )
+        scalars = dict(meta["optimizer_scalars"])
+        velocity = scalars.pop("velocity_present", None)
+        meta = load_dcp(path, self._tensor_state(velocity))
+        opt = self.optimizer
+        for key, value in scalars.items():
+            if key == "betas":
+                opt.beta1, opt.beta2 = value
+            elif key == "param_steps":
+                opt.param_steps = [int(v) for v in value]
+            else:
+                setattr(opt, key, value)
+        self._restore_trainer(meta["trainer"], restore_rng)
+        return meta
+
+    def _load_full_distributed(self, path: Path, state: dict, restore_rng: bool) -> None:
+        """A single-process ``torch.save`` checkpoint into the wrapped (maybe sharded) state:
+        every rank reads the file and copies its own part (no communication)."""
+        names, opt_state = self._param_names(), state["optimizer"]
+        velocity = None
+        if self.optimizer_name == "sgd":
+            velocity = [v is not None for v in opt_state["velocity"]]
+        own = self._tensor_state(velocity)
+        full = {f"model.{n}": t for n, t in state["model"].items()}
+        wanted = sorted(k for k in own if k.startswith("model."))
+        if sorted(full) != wanted or any(full[k].shape != own[k].shape for k in wanted):
+            raise ValueError(
+                f"{path} holds weights of a different model configuration; use the "
+                "configuration it was trained with, or --fresh to start over"
+            )
+        for i, n in enumerate(names):
+            if velocity is None:
+                full[f"optim.m.{n}"], full[f"optim.v.{n}"] = opt_state["m"][i], opt_state["v"][i]
+            elif velocity[i]:
+                full[f"optim.velocity.{n}"] = opt_state["velocity"][i]
+        for key, dest in own.items():
+            copy_full_into(dest, full[key])
+        opt = self.optimizer
+        if velocity is None:
+            opt.lr, (opt.beta1, opt.beta2) = opt_state["lr"], opt_state["betas"]
+            opt.eps, opt.weight_decay = opt_state["eps"], opt_state["weight_decay"]
+            opt.step_count = int(opt_state["step_count"])
+            opt.param_steps = [int(v) for v in opt_state["param_steps"]]
+        else:
+            opt.lr, opt.weight_decay = opt_state["lr"], opt_state["weight_decay"]
+            opt.momentum = opt_state.get("momentum", 0.0)
+        self._restore_trainer(state["trainer"], restore_rng)
+
+
+class _Rank0Control(LoopControl):
+    """A :class:`LoopControl` consulted on rank 0 only, its answers broadcast to every rank
+    (a signal or a budget seen by one process stops all of them at the same step)."""
+
+    def __init__(self, control: LoopControl, dist: Distributed) -> None:
+        self.control, self.dist = control, dist
+
+    def should_stop(self, step: int) -> bool:
+        value = self.control.should_stop(step) if self.dist.context.is_main else None
+        return bool(self.dist.broadcast_int(bool(value)))
+
+    def plan_max_steps(self, step: int, max_steps: int, elapsed_s: float) -> int | None:
+        if self.dist.context.is_main:
+            planned = self.control.plan_max_steps(step, max_steps, elapsed_s)
+            if planned is not None and (isinstance(planned, bool) or not isinstance(planned, int)):
+                planned = -2  # not an int: every rank raises the loop's ValueError
+        else:
+            planned = None
+        value = self.dist.broadcast_int(-1 if planned is None else planned)
+        return None if value == -1 else value
 
 
 def final_val_loss(history: dict) -> float:

@@ -334,10 +334,26 @@ class TransformerLM(Module):
         return self.logits_from_hidden(self.ln_final(x))
 
     #: Per-block activation checkpointing (Chen et al. 2016; ``torch.utils.checkpoint``,
-    #: non-reentrant): when True, training forwards keep only each block's input and recompute
-    #: the block in backward — about one extra forward per step for the memory of the
-    #: activations. Same gradients (tested); a runtime switch, not part of the config.
-    activation_checkpointing: bool = False
+    #: non-reentrant), a policy: False / 0 = none; True = every block — training forwards keep
+    #: only each block's input and recompute the block in backward (about one extra forward per
+    #: step for the memory of the activations); an int k >= 1 = every k-th block (blocks 0, k,
+    #: 2k, ...; k = 1 is every block) — a memory / recompute trade-off in between. Same
+    #: gradients (tested); a runtime switch, not part of the config.
+    activation_checkpointing: bool | int = False
+
+    def checkpointed_blocks(self) -> list[bool]:
+        """Per block, whether :attr:`activation_checkpointing` recomputes it in training: all
+        for True, none for False / 0, every k-th (index % k == 0) for an int k >= 1. A negative
+        or non-integer policy → ValueError naming activation_checkpointing."""
+        policy = self.activation_checkpointing
+        if policy is True or policy is False:
+            return [policy] * len(self.blocks)
+        if not isinstance(policy, int) or policy < 0:
+            raise ValueError(
+                "activation_checkpointing must be True, False or an integer k >= 0 (every k-th "
+                f"block), got {policy!r}"
+            )
+        return [policy > 0 and i % policy == 0 for i in range(len(self.blocks))]
 
     def forward_hidden(
         self, idx: torch.Tensor, *, segment_ids: torch.Tensor | None = None
@@ -362,8 +378,9 @@ class TransformerLM(Module):
             {} if segment_ids is None else {"segment_ids": segment_ids}
         )  # plain call: as before
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
-        for block in self.blocks:
-            if recompute:  # keep only the block's input; rerun it in backward (less memory)
+        policy = self.checkpointed_blocks() if recompute else None
+        for i, block in enumerate(self.blocks):
+            if recompute and policy[i]:  # keep only the block's input; rerun it in backward
                 x = checkpoint(block, x, use_reentrant=False, **packed)
             else:
                 x = block(x, **packed)  # (B, T, D) -> (B, T, D)
