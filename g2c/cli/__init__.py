@@ -30,6 +30,7 @@ STAGES: tuple[str, ...] = (
     "eval",
     "chat",
     "serve",
+    "rag",
 )
 
 

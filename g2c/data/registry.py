@@ -228,6 +228,17 @@ _OBQA_LFS = (
     "5649a0f7e3d246ed58ffaef865f8b818cd8e0044/data/openbookqa"
 )
 
+# SciFact in BEIR's layout. corpus.jsonl is byte-identical to BEIR's (its sha256 equals the
+# Git-LFS oid that moorateeahtashil/Information-Retrieval records); queries.jsonl likewise.
+_SCIFACT_IR = (
+    "https://media.githubusercontent.com/media/moorateeahtashil/Information-Retrieval/"
+    "00b74e83a48f52e6588946861a3bd6cfe9f7fede/scifact"
+)
+_SCIFACT_QRELS = (
+    "https://raw.githubusercontent.com/moorateeahtashil/Information-Retrieval/"
+    "00b74e83a48f52e6588946861a3bd6cfe9f7fede/scifact/qrels"
+)
+
 _MMLU_SUBJECTS: dict[str, tuple[str, str]] = {  # subject → (test sha256, dev sha256)
     "abstract_algebra": (
         "afdfc6f71eb42297a51f53bd221429671a4065a6425bd7631acb84fef011bfd4",
@@ -824,6 +835,38 @@ _DATASETS: tuple[Dataset, ...] = (
         license="Apache-2.0 (AllenAI)",
         homepage="https://allenai.org/data/open-book-qa",
         description="OpenBookQA with facts: 1,326-fact open book, 500 test + 500 dev questions",
+    ),
+    Dataset(
+        name="scifact",
+        files=(
+            DatasetFile(
+                "corpus.jsonl",
+                "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6",
+                f"{_SCIFACT_IR}/corpus.jsonl",
+                size=8106566,
+            ),
+            DatasetFile(
+                "queries.jsonl",
+                "8ff84a7c903f722981cd8d595c022660140c51867b27608a6d4910db86080313",
+                f"{_SCIFACT_IR}/queries.jsonl",
+                size=209731,
+            ),
+            DatasetFile(
+                "qrels/test.tsv",
+                "0864bb985e0ca2367ba217977e72004d549054b2b06666ed9d4825ac7c21284c",
+                f"{_SCIFACT_QRELS}/test.tsv",
+                size=5389,
+            ),
+            DatasetFile(
+                "qrels/train.tsv",
+                "a53f2114831916c096b6c37d9e54da68cef4efdcdbd5ed46533601af972acf1d",
+                f"{_SCIFACT_QRELS}/train.tsv",
+                size=14502,
+            ),
+        ),
+        license="CC BY-NC 2.0 (allenai/scifact; non-commercial)",
+        homepage="https://github.com/beir-cellar/beir",
+        description="SciFact (BEIR): 5,183 abstracts, 1,109 claims, test qrels 339 pairs / 300 Qs",
     ),
 )
 
