@@ -275,3 +275,19 @@ def test_gate_maximums(tmp_path):
     gate.write_text("[perplexity]\nperplexity = 50\n")
     with pytest.raises(ValueError, match=r"write perplexity = \{max = 50\}"):
         check_gate(results, gate, lower_is_better={"perplexity": ["perplexity"]})
+
+
+def test_choices_longer_than_the_context_are_skipped_and_plotted(base_run, tmp_path):
+    """PIQA's solutions exceed the tiny model's 64-token context: recorded as skipped (wrong,
+    no confidence), the reliability plot drawn from the scored ones, the run completes."""
+    from g2c.data import load_piqa
+
+    try:
+        load_piqa()
+    except FileNotFoundError:
+        pytest.skip("PIQA is not in G2C_DATA_DIR")
+    out = tmp_path / "piqa"
+    assert main(["eval", str(base_run), "--tasks", "piqa", "--limit", "30", "--threads", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    metrics = _load(out)["tasks"]["piqa"]["metrics"]
+    assert metrics["skipped"] >= 1 and (out / "reliability_piqa.png").is_file()

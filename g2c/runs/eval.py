@@ -464,9 +464,10 @@ def run(
                 with stage.part(name) as info:
                     entry = evaluate_task(prep, ev, cfg, records, emit=stage.emit,
                                           control=control, counter=counter)  # fmt: skip
-                    if entry["kind"] == "multiple_choice" and entry["records"]:
-                        confs = [r["confidence"] for r in entry["records"]]
-                        oks = [r["correct"] for r in entry["records"]]
+                    scored = [r for r in entry["records"] if r["confidence"] is not None]
+                    if entry["kind"] == "multiple_choice" and scored:  # skipped: no confidence
+                        confs = [r["confidence"] for r in scored]
+                        oks = [r["correct"] for r in scored]
                         reliability_diagram(confs, oks, out_dir / f"reliability_{name}.png",
                                             title=name)  # fmt: skip
                         entry["plot"] = f"reliability_{name}.png"
