@@ -5,7 +5,9 @@ weights (the packaged GGUF, dequantized once per process):
 
 - g2c ``Engine`` (pre-allocated KV cache, the default fast path);
 - g2c ``g2c.sampling.generate`` (module 11's concatenating cache) for reference;
-- ``transformers`` ``LlamaForCausalLM.generate`` (its default SDPA attention, DynamicCache).
+- ``transformers`` ``LlamaForCausalLM.generate`` (its default SDPA attention, DynamicCache);
+- g2c ``Engine`` on the int8 / int4 weight-only quantized model (``g2c.inference.quant``);
+- ``llama.cpp`` (``llama-cpp-python``, optional) on the same GGUF file (Q4_1), when installed.
 
 Each engine runs in its own subprocess, so its peak RSS (``ru_maxrss``) is its own. Prefill
 tokens/s = 128 / time to the first token; decode tokens/s = (new − 1) / the time after it.
@@ -38,7 +40,7 @@ from g2c.artifacts import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
 PROMPT_TOKENS = 128
-ENGINES = ("g2c-engine", "g2c-generate", "transformers")
+ENGINES = ("g2c-engine", "g2c-generate", "g2c-int8", "g2c-int4", "transformers", "llama.cpp")
 
 
 def prompt_ids(tokenizer, n: int) -> list[int]:
@@ -84,16 +86,20 @@ def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
     ids = prompt_ids(BPETokenizer.from_gguf(path), PROMPT_TOKENS)
     n_params = None
     runs = []
+    weight_bytes = None
     if engine.startswith("g2c"):
-        from g2c.inference import Engine
+        from g2c.inference import Engine, model_bytes, quantize_model
         from g2c.sampling import stream_generate
 
         model = llama_from_state(meta, state, max_seq_len=512)
         n_params = model.num_parameters()
         del state
+        if engine in ("g2c-int8", "g2c-int4"):  # weight-only, the packed CPU kernels
+            model = quantize_model(model, engine[-4:], inplace=True)
+            weight_bytes = model_bytes(model)
         eng = Engine(model, max_batch_size=1, max_len=512)
         for _ in range(repeats + 1):  # the first run warms up
-            if engine == "g2c-engine":
+            if engine != "g2c-generate":
                 h = eng.complete(ids, max_new_tokens=new_tokens, temperature=0, eos_ids=[])
                 prefill = h.first_token_at - h.submitted_at
                 total = h.finished_at - h.submitted_at
@@ -106,6 +112,28 @@ def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
                 n = 1 + sum(1 for _ in it)
                 total = time.perf_counter() - t0
             runs.append((prefill, total, n))
+    elif engine == "llama.cpp":  # llama-cpp-python on the same GGUF file (Q4_1), 1 thread
+        import llama_cpp
+
+        del state
+        # llama-cpp-python 0.3.36 built here crashes (SIGSEGV) when it evaluates a prompt in
+        # batches (n_batch > 1) and, separately, with verbose=False: so the prompt goes in one
+        # token at a time (its prefill figure is therefore NOT comparable; decode is) and the
+        # log goes to this child's stderr, which the parent discards.
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=1, n_threads_batch=1,
+                              n_batch=1, n_ubatch=1, verbose=True)  # fmt: skip
+        n_params = int(meta.get("general.parameter_count", 0)) or None
+        weight_bytes = path.stat().st_size  # the quantized tensors (+ a small header)
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            n, prefill = 0, 0.0
+            for _tok in llm.generate(ids, temp=0.0, reset=True):
+                n += 1
+                if n == 1:
+                    prefill = time.perf_counter() - t0
+                if n >= new_tokens:
+                    break
+            runs.append((prefill, time.perf_counter() - t0, n))
     else:
         import transformers
         from transformers.utils import logging
@@ -154,6 +182,7 @@ def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
         "total_s": total,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "parameters": n_params,
+        "weight_bytes": weight_bytes,
         "repeats": len(runs),
     }
 
@@ -187,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
                "--repeats", str(repeats)] + (["--quick"] if args.quick else [])  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
-            print(f"{engine} failed:\n{done.stderr[-2000:]}")
+            print(f"{engine} failed (skipped):\n{done.stderr[-800:]}")
             continue
         row = json.loads(done.stdout.strip().splitlines()[-1])
-        weight_bytes = 4 * row["parameters"]
+        weight_bytes = row.get("weight_bytes") or 4 * row["parameters"]
         row["weight_bytes_per_token"] = weight_bytes
         row["limit_tokens_per_s"] = bandwidth * 1e9 / weight_bytes
         row["fraction_of_limit"] = row["decode_tokens_per_s"] / row["limit_tokens_per_s"]
@@ -199,8 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     ratio = None
     if "g2c-engine" in by and "transformers" in by:
         ratio = by["g2c-engine"]["decode_tokens_per_s"] / by["transformers"]["decode_tokens_per_s"]
+    vs_llama = {
+        f"{e}_vs_llama_cpp": by[e]["decode_tokens_per_s"] / by["llama.cpp"]["decode_tokens_per_s"]
+        for e in ("g2c-engine", "g2c-int8", "g2c-int4")
+        if e in by and "llama.cpp" in by
+    }
     result = {
         "benchmark": "inference",
+        "decode_ratio_vs_llama_cpp": vs_llama,
         "model": "SmolLM2-135M-Instruct (fp32, from the packaged GGUF)",
         "quick": args.quick,
         "threads": 1,
@@ -231,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"read {bw['gemv_read_gb_s']:.1f} GB/s; ceiling {bandwidth:.1f} GB/s")  # fmt: skip
     if ratio is not None:
         console.print(f"g2c engine decode / transformers decode: {ratio:.2f}x (target >= 2x)")
+    for key, value in vs_llama.items():
+        console.print(f"{key.replace('_vs_llama_cpp', '')} decode / llama.cpp decode: {value:.2f}x")
     console.print(f"wrote {args.out}")
     return 0
 

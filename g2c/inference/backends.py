@@ -747,8 +747,10 @@ class LlamaCppBackend(Backend):
     def __init__(self, model_path: str, *, n_ctx: int = 2048, n_threads: int = 1,
                  model_id: str | None = None) -> None:  # fmt: skip
         llama_cpp = _optional("llama_cpp", "llama-cpp-python", "LlamaCppBackend")
+        # verbose=True: llama-cpp-python 0.3.36 crashes (SIGSEGV) on the first eval with
+        # verbose=False, in its stderr suppression; its log then goes to stderr
         self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
-                                   verbose=False)  # fmt: skip
+                                   verbose=True)  # fmt: skip
         self.model_id = model_id or str(model_path)
 
     @property
