@@ -23,7 +23,7 @@ from g2c.transformer import TransformerLM
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMOKES = ["08_heads", "09_block_ablations", "09_positions", "10_shakespeare",
           "11_sampling_tradeoffs", "12_scaling", "13_sft_mask_ablation", "14_dpo_beta_sweep",
-          "15_memorization_canaries", "15_failure_modes"]  # fmt: skip
+          "15_memorization_canaries", "15_failure_modes", "15_calibration_stages"]  # fmt: skip
 
 
 def _load(name: str):

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from g2c.cli import main
-from g2c.runs import bits_per_byte, code_size_table, evaluate_stream, get_preset
+from g2c.runs import bits_per_byte, code_size_table, evaluate_stream, get_preset, speedrun
+from g2c.runs.eval import EvalRunResult
 from g2c.runs.pretrain import plan_max_steps
 from g2c.transformer import load_model
 
@@ -77,6 +78,16 @@ def test_speedrun_smoke_on_real_data_writes_a_report(tmp_path, capsys):
     assert sft_m["metrics"]["steps"] > 0 and dpo_m["metrics"]["steps"] > 0
     assert "## The speedrun learns to chat" in report and "| family | base | SFT | DPO |" in report
     assert load_model(out / "dpo").tokenizer is not None  # g2c chat reads it
+    # the eval stage: the fixed suite on the DPO model, its table at the end of the report card
+    tasks = speedrun.available_tasks(speedrun.EVAL_TASKS, speedrun.EVAL_LIMIT_SMOKE)
+    assert "perplexity" in tasks  # the corpus is here (the skip condition)
+    results = json.loads((out / "dpo" / "eval" / "results.json").read_text())
+    assert list(results["tasks"]) == tasks and results["model"] == str((out / "dpo").resolve())
+    assert all(r["n"] == speedrun.EVAL_LIMIT_SMOKE for r in results["tasks"].values())
+    assert 0 < results["tasks"]["perplexity"]["metrics"]["bits_per_byte"] < 16
+    assert report.index("## The speedrun learns to chat") < report.index("## Evaluation suite")
+    for name in tasks:
+        assert f"| {name} |" in report.split("## Evaluation suite")[1], name
 
 
 @pytest.mark.slow
@@ -202,3 +213,26 @@ def test_code_size_table_counts_files_and_lines(tmp_path):
                     {"module": "g2c.alpha", "files": 2, "lines": 5}]  # fmt: skip
     real = {r["module"] for r in code_size_table()}
     assert {"g2c.runs", "g2c.transformer", "g2c.cli"} <= real
+
+
+def test_eval_section_goes_after_the_chat_section_and_is_replaced_on_rerun(tmp_path):
+    report = tmp_path / "report.md"
+    report.write_text("# run\n\n## Samples\n\ntext\n\n## The speedrun learns to chat\n\nold\n")
+    entry = {"kind": "multiple_choice", "n": 5, "plot": "reliability_openbookqa.png",
+             "metrics": {"acc": 0.4, "acc_norm": 0.6, "ece": 0.125}}  # fmt: skip
+    result = EvalRunResult("complete", tmp_path / "dpo" / "eval", {"openbookqa": entry})
+    speedrun.write_eval_section(tmp_path, result)
+    text = report.read_text()
+    assert text.startswith("# run\n\n## Samples\n\ntext\n\n## The speedrun learns to chat\n\nold")
+    section = text.split(speedrun.EVAL_SECTION)[1]
+    assert "| openbookqa | multiple_choice | 5 | 0.400 | 0.600 | 0.125 |" in section
+    assert "![reliability_openbookqa.png](dpo/eval/reliability_openbookqa.png)" in section
+    assert "first 5 examples" in section and "dpo/eval/report.md" in section
+    # the chat section rewritten in place keeps the evaluation section after it
+    speedrun._replace_section(report, speedrun.CHAT_SECTION, [speedrun.CHAT_SECTION, "", "new"])
+    text = report.read_text()
+    assert "old" not in text and text.index("new") < text.index(speedrun.EVAL_SECTION)
+    entry["metrics"]["acc"] = 0.8
+    speedrun.write_eval_section(tmp_path, result)  # a rerun replaces, never duplicates
+    text = report.read_text()
+    assert text.count(speedrun.EVAL_SECTION) == 1 and "| 0.800 |" in text and "new" in text

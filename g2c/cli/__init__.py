@@ -30,7 +30,9 @@ STAGES: tuple[str, ...] = (
     "eval",
     "chat",
     "serve",
+    "synth",
     "rag",
+    "agent",
 )
 
 
