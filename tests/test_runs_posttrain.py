@@ -174,3 +174,23 @@ def test_cli_sft_and_dpo_presets(base_run, tmp_path, monkeypatch, capsys):
     assert "dpo.beta" in capsys.readouterr().err
     assert main(["sft", "--preset", "sft-smoke", "--mixture", "tasks=8", "--show-config"]) == 0
     assert '"tasks": 8' in capsys.readouterr().out
+
+
+def test_sft_on_a_chat_jsonl_file_such_as_g2c_synth_writes(base_run, tmp_path):
+    from g2c.synth import read_pairs_jsonl
+
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Say {w}."},
+                          {"role": "assistant", "content": w}]}
+            for w in ("yes", "no", "maybe", "hello", "thanks", "bye", "ok", "sure")]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert len(read_pairs_jsonl(path)) == 8
+    cfg = _sft_cfg(base_run).override(
+        {"data": {"mixture": {"jsonl": 6}, "jsonl_path": str(path)}, "eval": {"baseline": False}}
+    )
+    result = sft.run(cfg, tmp_path / "run")
+    assert result.status == "complete"
+    with pytest.raises(ValueError, match=r"data\.jsonl_path"):
+        _sft_cfg(base_run).override({"data": {"mixture": {"jsonl": 6}}})
+    with pytest.raises(ValueError, match=r"data\.jsonl_path.*no such file"):
+        _sft_cfg(base_run).override({"data": {"jsonl_path": str(tmp_path / "nope.jsonl")}})

@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             control=StopControl(stopped, None), command=command_line(),
         )  # fmt: skip
     done = results["dpo"] is not None and results["dpo"].status == "complete"
+    ev = results.get("eval")
+    done = done and (ev is None or getattr(ev, "status", "complete") == "complete")
     if not done:
         console.print("stopped during post-training; run the same command again to continue")
         return 130

@@ -81,13 +81,14 @@ from g2c.sft import (
 )
 from g2c.sft import SFTConfig as SFTTrainerConfig
 from g2c.sft.chat import ChatSession
+from g2c.synth import read_pairs_jsonl
 from g2c.training import LoopConfig, LoopControl, empty_training_history
 from g2c.transformer import load_model
 
 LORA_RUN_FORMAT = "g2c.lora_run"  # a run directory holding adapters only (no full weights)
 BASE_NAMES = ("smollm2",)
 TEMPLATES = ("auto", "g2c", "model")
-SFT_SOURCES = ("tasks", "self_instruct", "gsm8k", "hh_rlhf")
+SFT_SOURCES = ("tasks", "self_instruct", "gsm8k", "hh_rlhf", "jsonl")
 BASELINE_FILE = "baseline.json"
 
 
@@ -307,7 +308,9 @@ class SFTDataSettings(Section):
     ``families`` (task families drawn and scored), ``heldout_fraction`` (of each corpus
     source, held out for the loss), ``max_seq_len`` (tokens per conversation; longer ones are
     truncated and counted), ``packing`` (several conversations per row), ``mask`` (True: loss
-    on assistant tokens only; False: on every token — the mask ablation)."""
+    on assistant tokens only; False: on every token — the mask ablation), ``jsonl_path``
+    (the file of the ``jsonl`` source: one ``{"messages": [...]}`` or ``{"user",
+    "assistant"}`` object per line, e.g. ``g2c synth`` output)."""
 
     section = "data"
     mixture: dict[str, int] = dataclasses.field(default_factory=lambda: {"tasks": 600})
@@ -316,9 +319,15 @@ class SFTDataSettings(Section):
     max_seq_len: int = 128
     packing: bool = False
     mask: bool = True
+    jsonl_path: str | None = None
 
     def __post_init__(self) -> None:
         self.mixture = _mixture(self, "mixture", SFT_SOURCES)
+        if self.jsonl_path is not None and not Path(self.jsonl_path).is_file():
+            self._fail("jsonl_path", f"no such file: {self.jsonl_path}")
+        if self.mixture.get("jsonl") and not self.jsonl_path:
+            self._fail("jsonl_path", "give the chat JSONL file for the 'jsonl' source "
+                       "(e.g. the output of g2c synth --out FILE.jsonl)")  # fmt: skip
         self.families = _families(self)
         self._number("heldout_fraction", 0.0)
         if self.heldout_fraction >= 1:
@@ -783,8 +792,10 @@ def validate(config: SFTRunConfig) -> tuple[SFTRunConfig, Base, list[str]]:
 
 
 # -- 3. the data part ---------------------------------------------------------------------------
-def _corpus(source: str) -> tuple[list, list | None]:
+def _corpus(source: str, d: SFTDataSettings) -> tuple[list, list | None]:
     """(pool, held-out pool or None) of conversations for a corpus source."""
+    if source == "jsonl":
+        return read_pairs_jsonl(d.jsonl_path), None
     if source == "self_instruct":
         return load_self_instruct("seed") + load_self_instruct("user_oriented"), None
     if source == "gsm8k":
@@ -805,7 +816,7 @@ def build_conversations(cfg: SFTRunConfig) -> tuple[list, list, list[TaskItem], 
             train += [it.messages for it in items]
             counts["tasks"] = n
             continue
-        pool, test = _corpus(source)
+        pool, test = _corpus(source, d)
         pool = list(pool)
         random.Random(f"{seed}|{source}").shuffle(pool)
         k = 0 if d.heldout_fraction == 0 else max(1, round(n * d.heldout_fraction))
