@@ -133,7 +133,7 @@ def run_index(args: argparse.Namespace) -> int:
         f"{args.db}: {report['added']} added, {report['updated']} updated, "
         f"{report['unchanged']} unchanged, {report['removed']} removed, "
         f"{len(report['skipped'])} skipped; {report['chunks']} chunks written, {total} in the "
-        f"index (embedder {index.meta['embedder']})", highlight=False)  # fmt: skip
+        f"index (embedder {index.meta['embedder']})", highlight=False, soft_wrap=True)  # fmt: skip
     return 0
 
 
