@@ -4,6 +4,12 @@
     g2c data check [NAME] [--json]   per-file status: ok / mismatch / missing (SHA-256)
     g2c data download NAME           fetch missing files into the user cache (verified)
     g2c data path NAME               print the directory the loaders would use
+    g2c data prepare --input PATH... --tokenizer TOK --out DIR [...]
+                                     clean, tokenize and shard a corpus (g2c.data.prepare)
+
+``prepare`` streams the inputs (files, folders, gzip, registered text datasets) through exact
+and MinHash de-duplication, the Gopher quality rules and a weighted source mixture into
+uint16/uint32 shards with a manifest; an interrupted run resumes when rerun with the same flags.
 
 Exit codes: ``check`` returns 1 when a file's checksum mismatches (or, for a named dataset,
 when a file is missing); ``download`` returns 1 when a transfer or checksum fails.
@@ -16,7 +22,7 @@ import json
 
 from rich.table import Table
 
-from g2c.cli._common import console, err_console, make_progress
+from g2c.cli._common import PlainProgress, console, err_console, make_progress
 from g2c.data import REGISTRY, check, download_dataset, get_dataset, locate, resolve
 
 _STATUS_STYLE = {
@@ -62,6 +68,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     pa = actions.add_parser("path", help="print the directory the loaders would use (no download)")
     pa.add_argument("name", help="dataset name")
     pa.set_defaults(func=_path)
+
+    pr = actions.add_parser(
+        "prepare",
+        help="clean, tokenize and shard a corpus (dedupe, quality, mixture; resumable)",
+        description="Stream documents from files, folders (plain or .gz) or registered text "
+        "datasets, drop exact and near duplicates and low-quality documents, tokenize with K "
+        "processes and write uint16/uint32 shards plus manifest.json. Rerun the same command to "
+        "resume an interrupted run. See docs/guides/data-pipeline.md.",
+    )
+    pr.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files, folders, NAME=PATH, or a text dataset (tinyshakespeare, gutenberg)",
+    )
+    pr.add_argument(
+        "--tokenizer",
+        required=True,
+        help="'gpt2', a g2c tokenizer.json, or a run directory (anything load_tokenizer reads)",
+    )
+    pr.add_argument("--out", required=True, help="output directory (new, empty, or to resume)")
+    pr.add_argument("--shard-tokens", type=int, default=10_000_000, help="ids per shard")
+    pr.add_argument("--workers", type=int, default=1, help="tokenizing processes (default 1)")
+    pr.add_argument("--dedupe", default="", help="comma list of stages: exact,minhash")
+    pr.add_argument("--quality", choices=("gopher",), default=None, help="quality filter")
+    pr.add_argument("--mixture", default=None, help="source weights, e.g. code=3,prose=1")
+    pr.add_argument("--val-fraction", type=float, default=0.0, help="share of documents held out")
+    pr.add_argument(
+        "--documents",
+        choices=("file", "paragraph"),
+        default="file",
+        help="one document per file (default) or per paragraph (blank-line separated)",
+    )
+    pr.add_argument("--include", nargs="*", default=[], help="file-name globs in folders (*.py)")
+    pr.add_argument("--exclude", nargs="*", default=[], help="path-component globs to skip")
+    pr.add_argument("--minhash-threshold", type=float, default=0.8, help="near-dup Jaccard")
+    pr.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    pr.set_defaults(func=_prepare)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -166,4 +211,76 @@ def _download(args: argparse.Namespace) -> int:
 def _path(args: argparse.Namespace) -> int:
 
     print(resolve(args.name, download=False))
+    return 0
+
+
+def _load_prepare_tokenizer(spec: str):
+    """'gpt2' → the packaged GPT-2 files (g2c.data 'gpt2-tokenizer'); else load_tokenizer(path)."""
+    from pathlib import Path
+
+    from g2c.tokenizer import load_tokenizer
+
+    if spec == "gpt2":
+        return load_tokenizer(resolve("gpt2-tokenizer"))
+    if not Path(spec).exists():
+        raise ValueError(
+            f"--tokenizer {spec!r}: not 'gpt2' and no such file or directory; pass 'gpt2', a "
+            "g2c tokenizer.json, or a run directory"
+        )
+    return load_tokenizer(spec)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from g2c.data.prepare import PrepareConfig, prepare_corpus
+
+    cfg = PrepareConfig(  # bad values → ValueError before any work
+        inputs=args.input,
+        tokenizer=args.tokenizer,
+        shard_tokens=args.shard_tokens,
+        workers=args.workers,
+        dedupe=args.dedupe,
+        quality=args.quality,
+        mixture=args.mixture,
+        val_fraction=args.val_fraction,
+        documents=args.documents,
+        include=args.include,
+        exclude=args.exclude,
+        minhash_threshold=args.minhash_threshold,
+    )
+    tokenizer = _load_prepare_tokenizer(args.tokenizer)
+    quiet = PlainProgress(enabled=False) if args.json else None  # stdout carries the JSON
+    with quiet or make_progress(transient=True) as progress:
+        task = progress.add_task("documents", total=None, info="")
+
+        def on_event(kind: str, info: dict) -> None:
+            if kind == "batch":
+                progress.update(task, completed=info["documents"])
+            elif kind == "shard":
+                progress.update(task, info=f"{info['file']} ({info['tokens']:,} ids)")
+            elif kind == "start" and info["resume"]:
+                progress.console.print(f"resuming after {info['shards']} finished shards")
+
+        manifest = prepare_corpus(cfg, tokenizer, args.out, on_event=on_event)
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    funnel = manifest["funnel"]
+    table = Table(title=f"g2c data prepare → {args.out}")
+    table.add_column("stage")
+    table.add_column("documents", justify="right")
+    for key in ("documents_in", "exact_duplicates", "near_duplicates", "quality_dropped", "kept"):
+        table.add_row(key.replace("_", " "), f"{funnel[key]:,}")
+    console.print(table)
+    if funnel["quality_reasons"]:
+        console.print(
+            "quality: " + ", ".join(f"{k} {v}" for k, v in funnel["quality_reasons"].items())
+        )
+    tokens = manifest["tokens"]
+    console.print(
+        f"{tokens['train']:,} train + {tokens['val']:,} val tokens ({manifest['dtype']}) in "
+        f"{len(manifest['shards'])} shards"
+    )
+    if manifest["mixture"]:
+        observed = manifest["mixture"]["observed_fractions"]
+        console.print("mixture: " + ", ".join(f"{k} {v:.3f}" for k, v in observed.items()))
     return 0

@@ -9,6 +9,9 @@
 * :mod:`~g2c.data.text` — ``load_text``, ``load_corpus``, contiguous ``split_text``.
 * :mod:`~g2c.data.tokens` — uint16/uint32 token-id files with a JSON sidecar.
 * :mod:`~g2c.data.corpus` — ``encode_corpus_cached``: encoded ids cached per tokenizer.
+* :mod:`~g2c.data.prepare` — ``prepare_corpus``: streamed, cleaned, tokenized, sharded corpora.
+* :mod:`~g2c.data.dedupe` — exact / MinHash-LSH de-duplication, the Gopher quality rules.
+* :mod:`~g2c.data.mixture` — a weighted mixture of sources with observed fractions.
 * :mod:`~g2c.data.toy` — moons, circles, a noisy line.
 * :mod:`~g2c.data.chat` — instruction data as conversations (self-instruct, GSM8K, hh-rlhf).
 * :mod:`~g2c.data.preferences` — preference pairs (hh-rlhf harmless, TruthfulQA best vs incorrect).
@@ -34,6 +37,14 @@ from g2c.data.chat import (
     parse_hh_transcript,
 )
 from g2c.data.corpus import corpus_cache_path, encode_corpus_cached, tokenizer_fingerprint
+from g2c.data.dedupe import (
+    GOPHER_THRESHOLDS,
+    ExactDeduplicator,
+    NearDuplicateIndex,
+    document_digest,
+    gopher_failures,
+    minhash_signature,
+)
 from g2c.data.download import DownloadError, download_file, sha256_file
 from g2c.data.idx import (
     FASHION_MNIST_CLASSES,
@@ -42,11 +53,20 @@ from g2c.data.idx import (
     read_idx,
     write_idx,
 )
+from g2c.data.mixture import MixtureScheduler, parse_mixture
 from g2c.data.preferences import (
     hh_pair,
     load_hh_rlhf,
     load_truthfulqa_pairs,
     split_pairs_by_prompt,
+)
+from g2c.data.prepare import (
+    PrepareConfig,
+    load_prepared,
+    load_prepared_ids,
+    prepare_corpus,
+    resolve_sources,
+    shard_paths,
 )
 from g2c.data.registry import REGISTRY, Dataset, DatasetFile, get_dataset
 from g2c.data.resolution import (
@@ -64,6 +84,20 @@ from g2c.data.tokens import load_token_ids, read_token_ids_metadata, save_token_
 from g2c.data.toy import make_circles, make_line, make_moons
 
 __all__ = [
+    "GOPHER_THRESHOLDS",
+    "ExactDeduplicator",
+    "MixtureScheduler",
+    "NearDuplicateIndex",
+    "PrepareConfig",
+    "document_digest",
+    "gopher_failures",
+    "load_prepared",
+    "load_prepared_ids",
+    "minhash_signature",
+    "parse_mixture",
+    "prepare_corpus",
+    "resolve_sources",
+    "shard_paths",
     "MMLU_SUBJECTS",
     "load_arc",
     "load_hellaswag",
