@@ -29,7 +29,11 @@ from rich.progress import (
 console = (
     Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", 0)) or 200)
 )
-err_console = Console(stderr=True)
+err_console = (
+    Console(stderr=True)
+    if sys.stderr.isatty()
+    else Console(stderr=True, width=int(os.environ.get("COLUMNS", 0)) or 200)
+)
 
 
 def is_interactive() -> bool:

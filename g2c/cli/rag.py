@@ -119,7 +119,8 @@ def run_index(args: argparse.Namespace) -> int:
     try:
         report = index.index_paths(
             args.paths, progress=lambda e: err_console.print(
-                f"  indexed {e['source']} ({e['chunks']} chunks)", highlight=False))  # fmt: skip
+                f"  indexed {e['source']} ({e['chunks']} chunks)", highlight=False,
+                soft_wrap=True))  # fmt: skip
         total = len(index)
     except BaseException:
         index.close()
@@ -128,7 +129,7 @@ def run_index(args: argparse.Namespace) -> int:
         raise
     index.close()
     for _path, reason in report["skipped"]:
-        err_console.print(f"  skipped {reason}", highlight=False)
+        err_console.print(f"  skipped {reason}", highlight=False, soft_wrap=True)
     console.print(
         f"{args.db}: {report['added']} added, {report['updated']} updated, "
         f"{report['unchanged']} unchanged, {report['removed']} removed, "
