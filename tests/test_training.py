@@ -108,11 +108,19 @@ def test_adamw_foreach_in_size_bounded_groups_equals_loop(monkeypatch):
     (bounded temporaries); a limit smaller than the tensors splits every group, same numbers."""
     import g2c.training.adamw as adamw
 
+    params = [torch.zeros(5, 8), torch.zeros(8), torch.zeros(8, 3), torch.zeros(3)]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt = AdamW(params, lr=0.1)
+
+    def sizes(limit):
+        monkeypatch.setattr(adamw, "FOREACH_CHUNK_NUMEL", limit)
+        chunks = opt._chunks(opt._pieces([0, 1, 2, 3]))
+        return [[piece[0].numel() for piece in chunk] for chunk in chunks]
+
+    assert sizes(10) == [[10], [10], [10], [10], [8], [10], [10], [4, 3]]  # 40 and 24 sliced
+    assert sizes(30) == [[30], [10, 8], [24, 3]]  # sizes 40, 8, 24, 3
     monkeypatch.setattr(adamw, "FOREACH_CHUNK_NUMEL", 10)
-    opt = AdamW([torch.zeros(5, 8), torch.zeros(8), torch.zeros(8, 3), torch.zeros(3)], lr=0.1)
-    assert opt._chunks([0, 1, 2, 3]) == [[0], [1], [2], [3]]
-    monkeypatch.setattr(adamw, "FOREACH_CHUNK_NUMEL", 30)  # sizes 40, 8, 24, 3
-    assert opt._chunks([0, 1, 2, 3]) == [[0], [1], [2, 3]]
     a, _, _ = _run_pair(5, steps=30, foreach=True, lr=1e-2, weight_decay=0.1)
     b, ref, _ = _run_pair(5, steps=30, foreach=False, lr=1e-2, weight_decay=0.1)
     for x, y, r in zip(a, b, ref):

@@ -20,7 +20,8 @@ from collections.abc import Iterable
 
 import torch
 
-# elements per _foreach launch group (16 Mi fp32 = 64 MiB of temporary per group)
+# elements per _foreach launch group (16 Mi fp32 = 64 MiB of temporary per group; bigger
+# than glibc's largest mmap threshold, so each temporary is its own mapping, returned on free)
 FOREACH_CHUNK_NUMEL = 1 << 24
 
 
@@ -83,25 +84,43 @@ class AdamW:
             for i in active:
                 groups.setdefault(self.param_steps[i], []).append(i)
             for t, idx in groups.items():
-                for chunk in self._chunks(idx):
+                for chunk in self._chunks(self._pieces(idx)):
                     self._step_foreach(chunk, t)
         else:
             for i in active:
                 self._step_one(i, self.param_steps[i])
 
-    def _chunks(self, idx: list[int]) -> list[list[int]]:
-        """``idx`` cut into runs of at most ``FOREACH_CHUNK_NUMEL`` elements (a lone larger
-        tensor is its own run), so the update's one temporary (√v) never holds a copy of every
-        parameter at once — for a 135M-parameter model that is 0.5 GB saved at the step's peak.
-        """
-        chunks: list[list[int]] = [[]]
-        size = 0
+    def _pieces(self, idx: list[int]) -> list[tuple[torch.Tensor, ...]]:
+        """(param, grad, m, v) for each parameter in ``idx``; a contiguous one larger than
+        ``FOREACH_CHUNK_NUMEL`` elements as several flat slices (views: the update writes
+        through them), so no temporary of the update is bigger than one chunk — not even for a
+        (49,152 × 576) embedding."""
+        out = []
         for i in idx:
-            n = self.params[i].numel()
+            p = self.params[i]
+            quad = (p, p.grad, self.m[i], self.v[i])
+            n = p.numel()
+            if n <= FOREACH_CHUNK_NUMEL or not all(x.is_contiguous() for x in quad):
+                out.append(quad)
+                continue
+            flat = [x.view(-1) for x in quad]
+            for a in range(0, n, FOREACH_CHUNK_NUMEL):
+                out.append(tuple(x[a : a + FOREACH_CHUNK_NUMEL] for x in flat))
+        return out
+
+    @staticmethod
+    def _chunks(pieces: list[tuple[torch.Tensor, ...]]) -> list[list[tuple[torch.Tensor, ...]]]:
+        """``pieces`` cut into runs of at most ``FOREACH_CHUNK_NUMEL`` elements, so the update's
+        one temporary (√v) never holds a copy of every parameter at once — for a
+        135M-parameter model that is 0.5 GB saved at the step's peak."""
+        chunks: list[list[tuple[torch.Tensor, ...]]] = [[]]
+        size = 0
+        for piece in pieces:
+            n = piece[0].numel()
             if chunks[-1] and size + n > FOREACH_CHUNK_NUMEL:
                 chunks.append([])
                 size = 0
-            chunks[-1].append(i)
+            chunks[-1].append(piece)
             size += n
         return chunks
 
@@ -116,12 +135,10 @@ class AdamW:
         denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)
         p.addcdiv_(m, denom, value=-self.lr / bias_correction1)
 
-    def _step_foreach(self, idx: list[int], t: int) -> None:
-        """Same arithmetic as :meth:`_step_one`, fused over the list with ``_foreach`` ops."""
-        ps = [self.params[i] for i in idx]
-        gs = [p.grad for p in ps]
-        ms = [self.m[i] for i in idx]
-        vs = [self.v[i] for i in idx]
+    def _step_foreach(self, pieces: list[tuple[torch.Tensor, ...]], t: int) -> None:
+        """Same arithmetic as :meth:`_step_one`, fused over the (param, grad, m, v) pieces with
+        ``_foreach`` ops."""
+        ps, gs, ms, vs = (list(x) for x in zip(*pieces))
         if self.weight_decay:
             torch._foreach_mul_(ps, 1 - self.lr * self.weight_decay)
         torch._foreach_lerp_(ms, gs, 1 - self.beta1)

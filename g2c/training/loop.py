@@ -87,6 +87,7 @@ from g2c.training.distributed import (
 )
 from g2c.training.evaluation import mean_batch_loss
 from g2c.training.flops import device_peak_flops, model_flops_per_token
+from g2c.training.memory import release_free_heap
 from g2c.training.schedule import cosine_with_warmup
 
 LossFn = Callable[[Module, Any], tuple[torch.Tensor, dict]]
@@ -554,8 +555,13 @@ class TrainingLoop:
         batch = self._to_device(self.sample_batch(source, k * B, self.generator))
         total = torch.zeros((), device=self.device)
         sums: dict[str, Any] = {}
+        trim = self.device.type == "cpu" and bool(
+            getattr(self.model, "activation_checkpointing", 0)
+        )
         for micro in split_batch(batch, k, B):
             loss, metrics = self._loss(self.model, micro)
+            if trim:  # memory mode: hand the forward's freed heap back before backward's peak
+                release_free_heap()
             (loss / k).backward() if k > 1 else loss.backward()
             total += loss.detach()
             for name, value in metrics.items():

@@ -60,7 +60,11 @@ def release_free_heap() -> bool:
     releases free pages in the middle of the heap); True when something was released. Called by
     loaders after their scratch allocations (the GGUF loader: dequantization temporaries and the
     parsed metadata), so the memory a training run starts from is the model's, not the loader's
-    leftovers. A no-op returning False outside glibc.
+    leftovers; and by ``TrainingLoop`` between forward and backward when the model trains with
+    activation checkpointing on the CPU (the memory-saving mode): the forward's freed
+    activations (0.4–0.5 GB of heap holes for SmolLM2) go back before the backward's peak —
+    full-SFT peak 2.93 → 2.82 GB for ~0.1 s of page faults per step. A no-op returning False
+    outside glibc.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
