@@ -181,25 +181,10 @@ def run_search(args: argparse.Namespace) -> int:
 
 # -- ask -----------------------------------------------------------------------------------------
 def _backend(spec: str, model_id: str | None):
-    if spec.startswith(("http://", "https://")):
-        import httpx
-
-        from g2c.inference import OpenAIBackend
-
-        base = spec.rstrip("/")
-        base = base if base.endswith("/v1") else base + "/v1"
-        if model_id is None:
-            try:
-                models = httpx.get(base + "/models", timeout=10).json()["data"]
-                model_id = models[0]["id"]
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
-                raise ValueError(f"--model {spec}: cannot list the server's models ({e}); "
-                                 "pass --model-id") from None  # fmt: skip
-        return OpenAIBackend(model_id, base_url=base)
-    from g2c.inference import LocalTransformerBackend
+    from g2c.inference import backend_from_spec
     from g2c.runs.sft import load_any
 
-    return LocalTransformerBackend.from_loaded(load_any(spec)[1], max_len=2048)
+    return backend_from_spec(spec, model_id=model_id, load=lambda s: load_any(s)[1])
 
 
 def run_ask(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@
 """
 
 from g2c.inference.backends import (
+    BACKEND_APIS,
     DEFAULT_OLLAMA_URL,
     DEFAULT_OPENAI_URL,
     Backend,
@@ -27,6 +28,8 @@ from g2c.inference.backends import (
     OpenAIError,
     TextStream,
     TransformersBackend,
+    backend_from_spec,
+    served_model,
 )
 from g2c.inference.benchmark import BenchmarkResult, benchmark, percentile
 from g2c.inference.cache import CachePlan, StaticKVCache, StaticLayerKVCache
@@ -75,6 +78,9 @@ __all__ = [
     "OllamaError",
     "OpenAIBackend",
     "OpenAIError",
+    "BACKEND_APIS",
+    "backend_from_spec",
+    "served_model",
     "BackendError",
     "TransformersBackend",
     "LlamaCppBackend",

@@ -47,6 +47,7 @@ from g2c.inference.constrained import (
 )
 from g2c.inference.engine import Engine, Request
 from g2c.sft import template_for
+from g2c.transformer import load_model as _load_model
 
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 DEFAULT_OPENAI_URL = "http://localhost:8000/v1"
@@ -788,3 +789,78 @@ class LlamaCppBackend(Backend):
                                                  **self._kw(**sampling))  # fmt: skip
         key = lambda c: (c.get("delta") or {}).get("content") or ""  # noqa: E731
         return self._stream(chunks, key, json.dumps(messages), 0)
+
+
+# -- a MODEL string → a backend (the one place every CLI and helper resolves ``--model``) --------
+BACKEND_APIS = ("openai", "ollama")
+
+
+def served_model(backend: OpenAIBackend) -> str:
+    """The first model id an OpenAI-compatible server lists at ``/v1/models`` (``g2c serve``
+    serves one). Unreachable server or empty list → :class:`OpenAIError` saying to pass a
+    model name."""
+    url = backend.base_url + "/models"
+    try:
+        reply = backend.client.get(url)
+        ids = [m["id"] for m in reply.json()["data"]]
+    except Exception as exc:  # httpx errors, non-JSON, another shape: all say the same
+        raise OpenAIError(
+            f"cannot list the models at {url} ({type(exc).__name__}: {exc}); "
+            "is the server running? Or name the model (URL#MODEL or model_id)"
+        ) from None
+    if not ids:
+        raise OpenAIError(f"{url} lists no model; name one (URL#MODEL or model_id)")
+    return ids[0]
+
+
+def backend_from_spec(
+    spec: str,
+    *,
+    api: str | None = None,
+    model_id: str | None = None,
+    api_key: str | None = None,
+    device: str = "cpu",
+    max_len: int = 2048,
+    load: Callable[[str], Any] | None = None,
+) -> Backend:
+    """A :class:`Backend` for a ``--model`` string.
+
+    - ``ollama:NAME`` → :class:`OllamaBackend` on localhost;
+    - ``http(s)://HOST[:PORT][/v1|/api][#MODEL]`` → an HTTP backend: ``api`` "ollama" (the
+      default when the port is 11434 or the URL ends in ``/api``; needs a model name) or
+      "openai" (otherwise; "/v1" is appended when missing); the model is ``#MODEL``, else
+      ``model_id``, else (OpenAI) the first one the server lists (:func:`served_model`);
+    - anything else → ``load(spec)`` (default ``g2c.transformer.load_model(spec,
+      device=device)``; a caller above the loader may pass one that also reads LoRA runs) on
+      g2c's engine with the model's own chat template.
+
+    Raises:
+        ValueError: an empty spec, an unknown ``api``, Ollama without a model name, a local
+            model without a tokenizer.
+        FileNotFoundError: nothing at ``spec`` (from the loader).
+        OpenAIError: no model name and the server's model list cannot be read.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("model must be a model name/path or an http(s):// URL, got an empty value")
+    if api is not None and api not in BACKEND_APIS:
+        raise ValueError(f"api must be one of {list(BACKEND_APIS)}, got {api!r}")
+    if spec.startswith("ollama:"):
+        return OllamaBackend(spec.split(":", 1)[1] or model_id or "default")
+    if spec.startswith(("http://", "https://")):
+        url, _, name = spec.partition("#")
+        name = name or model_id
+        base = url.rstrip("/")
+        ollama = base.endswith("/api") or ":11434" in base
+        if (api or ("ollama" if ollama else "openai")) == "ollama":
+            if not name:
+                raise ValueError("an Ollama model needs a name (URL#MODEL or model_id)")
+            return OllamaBackend(name, base.removesuffix("/api"))
+        base = base if base.endswith("/v1") else base + "/v1"
+        backend = OpenAIBackend(name or "unknown", base, api_key=api_key)
+        if not name:
+            backend.model_id = served_model(backend)
+        return backend
+    loaded = load(spec) if load is not None else _load_model(spec, device=device)
+    if loaded.tokenizer is None:
+        raise ValueError(f"model {spec} comes without a tokenizer; it cannot read prompts")
+    return LocalTransformerBackend.from_loaded(loaded, model_id=model_id or spec, max_len=max_len)

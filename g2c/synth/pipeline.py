@@ -28,16 +28,10 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from g2c.artifacts import atomic_write_text
-from g2c.inference import (
-    Backend,
-    LocalTransformerBackend,
-    OllamaBackend,
-    OpenAIBackend,
-    OpenAIError,
-)
+from g2c.inference import BACKEND_APIS as APIS
+from g2c.inference import Backend, backend_from_spec, served_model
 from g2c.synth.data import (
     MAX_CHARS,
     NgramIndex,
@@ -48,10 +42,8 @@ from g2c.synth.data import (
     parse_numbered_list,
     validate_pair,
 )
-from g2c.transformer import load_model
 
 FUNNEL_KEYS = ("proposed", "accepted", "duplicate", "bad_pair", "surplus", "rounds")
-APIS = ("openai", "ollama")
 #: Seed tasks shown per instruction prompt, and how many of them may be synthetic ones.
 SEEDS_PER_PROMPT = 6
 SYNTHETIC_PER_PROMPT = 2
@@ -187,64 +179,14 @@ def load_teacher(
     api_key: str | None = None,
     device: str = "cpu",
 ) -> Backend:
-    """A :class:`~g2c.inference.Backend` for MODEL ``spec``.
-
-    - ``http://`` / ``https://`` URL → an HTTP backend: ``api`` "openai" (default; the URL is
-      the API root, e.g. ``http://127.0.0.1:8000/v1`` — "/v1" is appended when missing) or
-      "ollama" (default when the port is Ollama's 11434), asking for ``model_id`` (required
-      for Ollama; for an OpenAI-compatible server the first one it lists at ``/v1/models``,
-      :func:`served_model`);
-    - anything else → :func:`g2c.transformer.load_model` (a g2c run directory, ``smollm2``, a
-      GGUF, ...) on g2c's engine with the model's own chat template.
-
-    Raises:
-        ValueError: unknown ``api``, Ollama without ``model_id``, a model without a tokenizer.
-        FileNotFoundError: nothing at ``spec`` (from the loader).
-        OpenAIError: no ``model_id`` and the server's model list cannot be read.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError("teacher must be smollm2, a run directory or an http(s):// URL")
-    if api is not None and api not in APIS:
-        raise ValueError(f"api must be one of {list(APIS)}, got {api!r}")
-    if spec.startswith(("http://", "https://")):
-        url = urlparse(spec)
-        api = api or ("ollama" if url.port == 11434 else "openai")
-        if api == "ollama":
-            if not model_id:
-                raise ValueError("an Ollama teacher needs model_id (e.g. --teacher-model llama3)")
-            return OllamaBackend(model_id, spec)
-        base = spec.rstrip("/")
-        base = base if base.endswith("/v1") else base + "/v1"
-        backend = OpenAIBackend(model_id or "unknown", base, api_key=api_key)
-        if not model_id:
-            backend.model_id = served_model(backend)
-        return backend
-    loaded = load_model(spec, device=device)
-    if loaded.tokenizer is None:
-        raise ValueError(f"teacher {spec} comes without a tokenizer; it cannot read prompts")
-    return LocalTransformerBackend.from_loaded(loaded, model_id=model_id or spec)
+    """A :class:`~g2c.inference.Backend` for MODEL ``spec``: smollm2, a run directory or an
+    http(s):// URL (OpenAI-compatible by default, Ollama on port 11434 or with ``api``), through
+    :func:`g2c.inference.backend_from_spec` — the one place a ``--model`` string is resolved.
+    Its errors: unknown ``api``, Ollama without ``model_id`` → ValueError; nothing at ``spec``
+    → FileNotFoundError; an unreadable model list → OpenAIError."""
+    return backend_from_spec(spec, api=api, model_id=model_id, api_key=api_key, device=device)
 
 
-def served_model(backend: OpenAIBackend) -> str:
-    """The first model id an OpenAI-compatible server lists at ``/v1/models`` (``g2c serve``
-    serves one). Unreachable server or empty list → :class:`~g2c.inference.OpenAIError`
-    saying to pass ``model_id``."""
-    url = backend.base_url + "/models"
-    try:
-        reply = backend.client.get(url)
-        ids = [m["id"] for m in reply.json()["data"]]
-    except Exception as exc:  # httpx errors, non-JSON, another shape: all say the same
-        raise OpenAIError(
-            f"cannot list the models at {url} ({type(exc).__name__}: {exc}); "
-            "is the server running? Or name the model (model_id / "
-            "--teacher-model)"
-        ) from None
-    if not ids:
-        raise OpenAIError(f"{url} lists no model; name one (model_id / --teacher-model)")
-    return str(ids[0])
-
-
-# -- storage ------------------------------------------------------------------------------------
 def pair_record(pair: dict[str, str], **extra: Any) -> dict[str, Any]:
     """One JSONL line: ``{"messages": [user, assistant turns], **extra}``."""
     return {

@@ -23,43 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from g2c.inference.backends import (
-    TOOL_PROMPT,
-    Backend,
-    LocalTransformerBackend,
-    OllamaBackend,
-    OpenAIBackend,
-)
+from g2c.inference.backends import TOOL_PROMPT, Backend, backend_from_spec
 from g2c.tools.core import ToolRegistry, parse_tool_calls, run_with_tools, validate_arguments
-from g2c.transformer import load_model
 
 
 def open_backend(spec: str, *, model_id: str | None = None, max_len: int = 2048,
                  device: str = "cpu") -> Backend:  # fmt: skip
-    """A backend from a ``--model`` string.
-
-    - ``http(s)://HOST:PORT/v1`` (optionally ``#MODEL``) → :class:`OpenAIBackend` (``g2c
-      serve``, vLLM, llama.cpp server); a URL on port 11434 or ending in ``/api`` →
-      :class:`OllamaBackend`; ``ollama:NAME`` → Ollama on localhost. The model name comes from
-      ``#MODEL``, else ``model_id``, else ``"default"``.
-    - anything else → ``g2c.transformer.load_model(spec)`` on g2c's engine
-      (:class:`LocalTransformerBackend`, the model's own chat template), e.g. ``smollm2``.
-
-    Raises:
-        ValueError: an empty spec; FileNotFoundError / ValueError from ``load_model``.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError("model must be a model name/path or an http:// URL, got an empty value")
-    if spec.startswith("ollama:"):
-        return OllamaBackend(spec.split(":", 1)[1] or model_id or "default")
-    if spec.startswith(("http://", "https://")):
-        url, _, name = spec.partition("#")
-        name = name or model_id or "default"
-        if ":11434" in url or url.rstrip("/").endswith("/api"):
-            return OllamaBackend(name, url.rstrip("/").removesuffix("/api"))
-        return OpenAIBackend(name, url)
-    loaded = load_model(spec, device=device)
-    return LocalTransformerBackend.from_loaded(loaded, max_len=max_len)
+    """A backend from a ``--model`` string (``smollm2``, a run or model directory,
+    ``http(s)://HOST/v1[#MODEL]``, ``http://HOST:11434#MODEL``, ``ollama:NAME``):
+    :func:`g2c.inference.backend_from_spec`, the one place such strings are resolved; an empty
+    spec → ValueError."""
+    return backend_from_spec(spec, model_id=model_id, max_len=max_len, device=device)
 
 
 # -- valid-call rate -----------------------------------------------------------------------------
