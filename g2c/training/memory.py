@@ -19,6 +19,7 @@ i.e. roughly 3 s on a 9 s step. Other C libraries (musl, macOS) → a no-op retu
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -26,6 +27,18 @@ import platform
 _M_MMAP_THRESHOLD = -3
 _DEFAULT_THRESHOLD = 128 * 1024  # glibc's own starting value
 _pinned: int | None = None
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, opened once (``platform.libc_ver`` reads the interpreter binary: far too slow for
+    a per-step call); None on another C library or OS."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 def pin_malloc_mmap_threshold(threshold_bytes: int = _DEFAULT_THRESHOLD) -> bool:
@@ -43,12 +56,12 @@ def pin_malloc_mmap_threshold(threshold_bytes: int = _DEFAULT_THRESHOLD) -> bool
         return False
     if _pinned == threshold_bytes:
         return True
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
         ok = libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold_bytes)) == 1
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
     if ok:
         _pinned = threshold_bytes
@@ -66,11 +79,12 @@ def release_free_heap() -> bool:
     full-SFT peak 2.93 → 2.82 GB for ~0.1 s of page faults per step. A no-op returning False
     outside glibc.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim(ctypes.c_size_t(0)) == 1
-    except (OSError, AttributeError):
+        return libc.malloc_trim(ctypes.c_size_t(0)) == 1
+    except AttributeError:
         return False
 
 
