@@ -48,6 +48,7 @@ class ScriptedBackend(Backend):
 
     @property
     def info(self) -> BackendInfo:
+        """Name ``scripted`` and the script's id."""
         return BackendInfo("scripted", "scripted")
 
     def _next(self, messages: list[dict[str, Any]]) -> str:
@@ -77,13 +78,16 @@ class ScriptedBackend(Backend):
 
     def stream_complete(self, prompt: str, *, stop: Sequence[str] | None = None,
                         **sampling: Any) -> TextStream:  # fmt: skip
+        """The next canned reply as a one-piece stream (the prompt is recorded, not read)."""
         return self._stream(self._next([{"role": "user", "content": prompt}]), prompt, stop)
 
     def stream_chat(self, messages: list[dict[str, Any]], *, stop: Sequence[str] | None = None,
                     **sampling: Any) -> TextStream:  # fmt: skip
+        """The next canned reply to ``messages`` as a one-piece stream."""
         return self._stream(self._next(messages), json.dumps(messages), stop)
 
     def chat_with_tools(self, messages, tools=None, **sampling: Any) -> ChatResult:
+        """The next canned reply, its ``<tool_call>`` blocks parsed into ``tool_calls``."""
         t0 = time.perf_counter()
         text = self._next(messages)
         calls = parse_tool_calls(text) if tools else []

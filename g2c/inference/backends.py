@@ -332,6 +332,7 @@ class LocalTransformerBackend(Backend):
 
     @property
     def info(self) -> BackendInfo:
+        """Name ``g2c``, the model id and the engine's ``max_len``."""
         return BackendInfo("g2c", self.model_id, {"max_len": self.engine.max_len})
 
     def _stream(self, prompt_text: str, ids: list[int], sampling: dict, **extra: Any):
@@ -353,6 +354,7 @@ class LocalTransformerBackend(Backend):
         return stream
 
     def stream_complete(self, prompt: str, **sampling: Any) -> TextStream:
+        """Continue raw ``prompt`` on g2c's engine; text pieces as they decode (see :class:`Backend`)."""
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
         return self._stream(prompt, self.engine._prompt_ids(prompt), dict(sampling))
@@ -369,6 +371,7 @@ class LocalTransformerBackend(Backend):
         return self.engine._prompt_ids(self.engine.chat_prompt(out))
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
+        """The reply to ``messages`` rendered with the model's chat template, streamed."""
         messages = _check_messages(messages)
         ids = self._chat_ids(messages)
         return self._stream(json.dumps(messages), ids, dict(sampling))
@@ -536,11 +539,13 @@ class OllamaBackend(_HTTPBackend):
         return TextStream(self._ndjson(path, payload, key, final), finish)
 
     def stream_complete(self, prompt: str, **sampling: Any) -> TextStream:
+        """``/api/generate`` with ``raw`` prompt, NDJSON pieces streamed; errors → :class:`OllamaError`."""
         payload = {"model": self.model_id, "prompt": prompt, "stream": True, "raw": True,
                    "options": self._options(**sampling)}  # fmt: skip
         return self._stream("/api/generate", payload, lambda o: o.get("response", ""), prompt)
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
+        """``/api/chat``, NDJSON pieces streamed; errors → :class:`OllamaError`."""
         messages = _check_messages(messages)
         payload = {"model": self.model_id, "messages": messages, "stream": True,
                    "options": self._options(**sampling)}  # fmt: skip
@@ -549,6 +554,7 @@ class OllamaBackend(_HTTPBackend):
 
     def chat_with_tools(self, messages, tools=None, *, max_new_tokens=256, temperature=0.0,
                         top_k=None, top_p=None) -> ChatResult:  # fmt: skip
+        """``/api/chat`` with ``tools`` (the server's native tool calls) → :class:`ChatResult`."""
         messages = _check_messages(messages)
         payload = {"model": self.model_id, "messages": messages, "stream": False,
                    "options": self._options(max_new_tokens, temperature, top_k, top_p)}  # fmt: skip
@@ -633,10 +639,12 @@ class OpenAIBackend(_HTTPBackend):
         return TextStream(self._sse(path, payload, key, final), finish)
 
     def stream_complete(self, prompt: str, **sampling: Any) -> TextStream:
+        """``/v1/completions`` with SSE streaming; errors → :class:`OpenAIError`."""
         payload = {"model": self.model_id, "prompt": prompt, **self._params(**sampling)}
         return self._stream("/completions", payload, lambda c: c.get("text", ""), prompt)
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
+        """``/v1/chat/completions`` with SSE streaming; errors → :class:`OpenAIError`."""
         messages = _check_messages(messages)
         payload = {"model": self.model_id, "messages": messages, **self._params(**sampling)}
         key = lambda c: (c.get("delta") or {}).get("content") or ""  # noqa: E731
@@ -644,6 +652,7 @@ class OpenAIBackend(_HTTPBackend):
 
     def chat_with_tools(self, messages, tools=None, *, max_new_tokens=256, temperature=0.0,
                         top_k=None, top_p=None) -> ChatResult:  # fmt: skip
+        """``/v1/chat/completions`` with ``tools`` (native ``tool_calls``) → :class:`ChatResult`."""
         messages = _check_messages(messages)
         payload = {"model": self.model_id, "messages": messages,
                    **self._params(max_new_tokens, temperature, top_k, top_p)}  # fmt: skip
@@ -697,6 +706,7 @@ class TransformersBackend(Backend):
 
     @property
     def info(self) -> BackendInfo:
+        """Name ``transformers`` and the model id."""
         return BackendInfo("transformers", str(self.model_id))
 
     def _generate(self, ids: list[int], prompt_text: str, max_new_tokens=256, temperature=0.0,
@@ -729,10 +739,12 @@ class TransformersBackend(Backend):
             prompt_text, text, len(ids), state["n"], lat, ttft_ms=ttft))  # fmt: skip
 
     def stream_complete(self, prompt: str, **sampling: Any) -> TextStream:
+        """``model.generate`` on raw ``prompt`` (for comparisons); the text as a :class:`TextStream`."""
         ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
         return self._generate(ids, prompt, **sampling)
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
+        """The tokenizer's chat template + ``model.generate``; the reply as a :class:`TextStream`."""
         messages = _check_messages(messages)
         text = self.tokenizer.apply_chat_template(messages, tokenize=False,
                                                   add_generation_prompt=True)  # fmt: skip
@@ -756,6 +768,7 @@ class LlamaCppBackend(Backend):
 
     @property
     def info(self) -> BackendInfo:
+        """Name ``llama.cpp`` and the GGUF path (or the given model id)."""
         return BackendInfo("llama.cpp", self.model_id)
 
     @staticmethod
@@ -779,11 +792,13 @@ class LlamaCppBackend(Backend):
             prompt_text, text, n_prompt, count["n"], lat, ttft_ms=ttft))  # fmt: skip
 
     def stream_complete(self, prompt: str, **sampling: Any) -> TextStream:
+        """``Llama.create_completion`` on raw ``prompt``, one token per piece."""
         n_prompt = len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False))
         chunks = self.llm(prompt, stream=True, **self._kw(**sampling))
         return self._stream(chunks, lambda c: c.get("text", ""), prompt, n_prompt)
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
+        """``Llama.create_chat_completion`` with the GGUF's own template, one token per piece."""
         messages = _check_messages(messages)
         chunks = self.llm.create_chat_completion(messages=messages, stream=True,
                                                  **self._kw(**sampling))  # fmt: skip

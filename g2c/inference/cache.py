@@ -148,6 +148,7 @@ class StaticKVCache:
 
     @property
     def device(self) -> torch.device:
+        """The device of the key/value buffers."""
         return self.valid.device
 
     # -- the forward protocol (called by TransformerLM.forward_prefill) -----------------------

@@ -290,10 +290,12 @@ class ToolCallConstraint:
 
     @property
     def done(self) -> bool:
+        """True once a tool call has been opened and its JSON closed (plain text never ends it)."""
         return self.mode == "call" and self.inner.done
 
     @property
     def calling(self) -> bool:
+        """True while inside a ``<tool_call>`` block (the JSON is being constrained)."""
         return self.mode == "call"
 
     def min_tokens(self) -> int:
@@ -301,6 +303,8 @@ class ToolCallConstraint:
         return self.inner.min_tokens() if self.mode == "call" else 0
 
     def allowed(self, remaining: int) -> torch.Tensor | None:
+        """Bool mask (V,) of the token ids allowed next with ``remaining`` tokens of budget (None:
+        any token — free text)."""
         if self.mode == "free":
             return None
         if self.mode == "call":
@@ -319,6 +323,8 @@ class ToolCallConstraint:
         return self._memo[self.text]
 
     def advance(self, token_id: int) -> None:
+        """Read the decoded token ``token_id``: inside a call the JSON grammar advances (a token it
+        forbids → ValueError); before one, the text is matched against ``<tool_call>``."""
         tb = self.vocab_bytes[token_id] or b""
         if self.mode == "call":
             self.inner.advance(token_id)

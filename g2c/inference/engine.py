@@ -151,6 +151,8 @@ class RequestHandle:
 
     @property
     def greedy(self) -> bool:
+        """True when the next token is a plain argmax: temperature 0, no repetition penalty, no
+        constraint."""
         r = self.request
         return r.temperature == 0 and r.repetition_penalty == 1.0 and self.constraint is None
 

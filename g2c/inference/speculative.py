@@ -154,12 +154,15 @@ class DraftModel:
 
     @property
     def forwards(self) -> int:
+        """Draft-model forward passes made so far."""
         return 0 if self._state is None else self._state.forwards
 
     def reset(self) -> None:
+        """Start a new sequence from ``tokens`` (prefill the draft's KV cache)."""
         self._state = _CachedModel(self.model)
 
     def propose(self, seq, k, temperature, top_k, top_p, generator):
+        """Up to ``k`` draft tokens and their distributions q (k, V), sampled as the target would."""
         if k < 1:
             return [], None
         st = self._state
@@ -194,9 +197,11 @@ class PromptLookup:
         self.max_ngram, self.min_ngram = max_ngram, min_ngram
 
     def reset(self) -> None:
+        """Start a new sequence from ``tokens`` (nothing to prefill)."""
         pass
 
     def propose(self, seq, k, temperature, top_k, top_p, generator):
+        """Up to ``k`` tokens copied after the longest earlier match of the last n-gram (point-mass q)."""
         for n in range(min(self.max_ngram, len(seq) - 1), self.min_ngram - 1, -1):
             tail = seq[-n:]
             for start in range(len(seq) - n - 1, -1, -1):  # latest match first

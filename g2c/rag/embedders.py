@@ -135,6 +135,7 @@ class HashEmbedder(Embedder):
 
     @property
     def spec(self) -> str:
+        """The string :func:`make_embedder` rebuilds this embedder from (``hash:DIM``)."""
         return f"hash:{self.dim}" + ("" if self.bigrams else ":uni")
 
 
@@ -191,10 +192,12 @@ class SentenceTransformerEmbedder(Embedder):
                                  normalize_embeddings=True, show_progress_bar=False)  # fmt: skip
 
     def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in the model's own tokenizer (for token-sized chunks)."""
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @property
     def spec(self) -> str:
+        """The string :func:`make_embedder` rebuilds this embedder from."""
         return "minilm" if self._default else self.name
 
 
@@ -248,6 +251,7 @@ class HTTPEmbedder(Embedder):
 
     @property
     def dim(self) -> int:  # type: ignore[override]
+        """Vector size, asked from the server once (one embedding of a probe text)."""
         if self._dim is None:
             self._dim = int(np.asarray(self._request(["dimension probe"])).shape[1])
         return self._dim
@@ -286,6 +290,7 @@ class HTTPEmbedder(Embedder):
 
     @property
     def spec(self) -> str:
+        """The string :func:`make_embedder` rebuilds this embedder from."""
         return f"{self.api}:{self.model_id}@{self.base_url}"
 
     def close(self) -> None:

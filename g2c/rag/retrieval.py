@@ -42,7 +42,9 @@ class RetrievedChunk:
 class Retriever(Protocol):
     """Anything with ``retrieve(query, k) -> list[RetrievedChunk]``."""
 
-    def retrieve(self, query: str, k: int = 5) -> list[RetrievedChunk]: ...
+    def retrieve(self, query: str, k: int = 5) -> list[RetrievedChunk]:
+        """The ``k`` best chunks for ``query``, best first, ranks from 1."""
+        ...
 
 
 def _check_query(query: Any) -> str:

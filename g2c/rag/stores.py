@@ -270,10 +270,12 @@ class SQLiteIndex:
 
     @property
     def max_tokens(self) -> int:
+        """Chunk size (tokens) recorded in the index at creation."""
         return int(self.meta["max_tokens"])
 
     @property
     def overlap_tokens(self) -> int:
+        """Chunk overlap (tokens) recorded in the index at creation."""
         return int(self.meta["overlap_tokens"])
 
     def close(self) -> None:

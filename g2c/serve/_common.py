@@ -51,6 +51,7 @@ class ServerState:
 
     @property
     def context_length(self) -> int:
+        """The engine's context per request (tokens)."""
         return self.engine.max_len
 
     def check_model(self, name: Any) -> None:

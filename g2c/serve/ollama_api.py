@@ -54,6 +54,8 @@ DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "repeat_penalty": 1.0
 
 
 class Options(Body):
+    """Ollama's ``options`` (sampling and length): the fields g2c honours."""
+
     num_predict: int | None = None
     temperature: float | None = Field(default=None, ge=0)
     top_k: int | None = None
@@ -65,6 +67,8 @@ class Options(Body):
 
 
 class OllamaMessage(Body):
+    """One Ollama chat message (role, content, optional tool calls)."""
+
     role: str
     content: str = ""
     images: list[str] | None = None
@@ -81,6 +85,8 @@ class _Generation(Body):
 
 
 class GenerateBody(_Generation):
+    """The body of ``POST /api/generate``."""
+
     prompt: str = ""
     suffix: str | None = None
     system: str | None = None
@@ -90,17 +96,23 @@ class GenerateBody(_Generation):
 
 
 class ChatBody(_Generation):
+    """The body of ``POST /api/chat``."""
+
     messages: list[OllamaMessage] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
 
 
 class ShowBody(Body):
+    """The body of ``POST /api/show``."""
+
     model: str | None = None
     name: str | None = None  # older clients
     verbose: bool = False
 
 
 class EmbedBody(Body):
+    """The body of ``POST /api/embed``."""
+
     model: str
     input: str | list[str]
     truncate: bool = False
@@ -110,6 +122,8 @@ class EmbedBody(Body):
 
 
 class LegacyEmbedBody(Body):
+    """The body of the older ``POST /api/embeddings``."""
+
     model: str
     prompt: str
     options: Options | None = None

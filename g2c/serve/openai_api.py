@@ -58,6 +58,8 @@ FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
 class ChatMessage(Body):
+    """One OpenAI chat message (role, content, tool calls / tool call id)."""
+
     role: str
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
@@ -66,10 +68,14 @@ class ChatMessage(Body):
 
 
 class StreamOptions(Body):
+    """OpenAI's ``stream_options`` (``include_usage``)."""
+
     include_usage: bool = False
 
 
 class Sampling(Body):
+    """The sampling fields shared by chat and text completions."""
+
     model: str
     max_tokens: int | None = Field(default=None, ge=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -88,6 +94,8 @@ class Sampling(Body):
 
 
 class ChatBody(Sampling):
+    """The body of ``POST /v1/chat/completions``."""
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=0)
     tools: list[dict[str, Any]] | None = None
@@ -97,6 +105,8 @@ class ChatBody(Sampling):
 
 
 class CompletionBody(Sampling):
+    """The body of ``POST /v1/completions``."""
+
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     suffix: str | None = None
@@ -104,6 +114,8 @@ class CompletionBody(Sampling):
 
 
 class EmbeddingBody(Body):
+    """The body of ``POST /v1/embeddings``."""
+
     model: str
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"

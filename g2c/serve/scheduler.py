@@ -111,6 +111,7 @@ class Ticket:
 
     @property
     def done(self) -> bool:
+        """True once the generation finished (stop, length or cancelled)."""
         return self._done.is_set()
 
     def cancel(self) -> None:
@@ -123,18 +124,22 @@ class Ticket:
     # -- results ------------------------------------------------------------------------------
     @property
     def text(self) -> str:
+        """The text generated so far."""
         return self.handle.text if self.handle is not None else ""
 
     @property
     def prompt_tokens(self) -> int:
+        """Tokens in the prompt."""
         return len(self.handle.prompt_ids) if self.handle is not None else 0
 
     @property
     def completion_tokens(self) -> int:
+        """Tokens generated so far."""
         return len(self.handle.token_ids) if self.handle is not None else 0
 
     @property
     def finish_reason(self) -> str | None:
+        """``stop``, ``length`` or ``cancelled`` once done, else None."""
         if self.handle is None:
             return "cancelled" if self.cancelled else None
         return self.handle.finish_reason

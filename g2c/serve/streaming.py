@@ -29,6 +29,7 @@ class EventStream(StreamingResponse):
         self.ticket = ticket
 
     async def stream_response(self, send: Send) -> None:
+        """Send the stream, cancelling the generation if the client goes away first."""
         try:
             await super().stream_response(send)
         finally:
