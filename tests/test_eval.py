@@ -16,6 +16,7 @@ from g2c.eval import (
     GenerationExample,
     MultipleChoiceExample,
     choice_logprobs,
+    choice_logprobs_batch,
     contains_match,
     continuation_logprob,
     encode_pair,
@@ -127,6 +128,32 @@ def test_fast_path_equals_reference(positional):
     fast, _ = choice_logprobs(plain, TOK, examples[0], batched=True)
     ref, _ = choice_logprobs(model, TOK, examples[0], batched=False)
     torch.testing.assert_close(torch.tensor(fast), torch.tensor(ref), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("positional", ["learned", "rope"])
+def test_many_questions_per_forward_equal_one_at_a_time(positional):
+    """choice_logprobs_batch (tree attention, several questions per forward, groups cut by
+    count and by tokens) gives each question's per-choice numbers of the reference path."""
+    model = _model(positional)
+    examples = [
+        MultipleChoiceExample("question: what is it?\nanswer:", ["a cat", "dog", "a big fish"], 1),
+        MultipleChoiceExample("pick one:", ["a", "b", "c", "d"], 3),  # one-token choices
+        MultipleChoiceExample("x" * 70, ["yes", "no way"], 0),  # too long: per-question path
+        MultipleChoiceExample("the sky is", [" blue and wide", " green", " made of cheese"], 0),
+        MultipleChoiceExample("an answer:", [" one", " five", " twenty two"], 0),
+    ]
+    for per_batch, max_tokens in ((8, 2048), (2, 2048), (8, 40)):
+        got = choice_logprobs_batch(model, TOK, examples, questions_per_batch=per_batch,
+                                    max_tokens_per_batch=max_tokens)  # fmt: skip
+        for ex, (lls, counts) in zip(examples, got):
+            ref, n_ref = choice_logprobs(model, TOK, ex, batched=False)
+            assert counts == n_ref
+            torch.testing.assert_close(torch.tensor(lls), torch.tensor(ref), atol=1e-4, rtol=0)
+    one = run_multiple_choice_eval(model, TOK, examples, questions_per_batch=1)
+    many = run_multiple_choice_eval(model, TOK, examples, questions_per_batch=4)
+    assert [r.metadata["pred"] for r in one.results] == [r.metadata["pred"] for r in many.results]
+    with pytest.raises(ValueError, match="questions_per_batch"):
+        run_multiple_choice_eval(model, TOK, examples, questions_per_batch=0)
 
 
 class _FixedScores(torch.nn.Module):

@@ -295,3 +295,13 @@ def test_smollm2_batched_greedy_equals_transformers_on_chat_prompts():
                 pad_token_id=0,
             )  # fmt: skip
         assert got == out[0, len(p) :].tolist()
+
+
+def test_prefill_hidden_then_projection_equals_the_logits(model):
+    """forward_prefill(hidden=True) → (B, T, D) final-normed states; projecting them gives the
+    logits forward_prefill returns (the MC scorer projects only the scored rows)."""
+    ids = torch.randint(0, V, (2, 7), generator=torch.Generator().manual_seed(3))
+    logits, _ = model.forward_prefill(ids, model.empty_kv_cache())
+    h, cache = model.forward_prefill(ids, model.empty_kv_cache(), hidden=True)
+    assert h.shape == (2, 7, model.embedding_dim) and cache.length == 7
+    torch.testing.assert_close(model.logits_from_hidden(h), logits, rtol=0, atol=1e-6)

@@ -84,6 +84,7 @@ from g2c.eval.safety import (
 from g2c.eval.sandbox import SandboxResult, run_in_sandbox
 from g2c.eval.scoring import (
     choice_logprobs,
+    choice_logprobs_batch,
     continuation_logprob,
     encode_pair,
     run_generation_eval,
@@ -143,6 +144,7 @@ __all__ = [
     "MultipleChoiceExample",
     "MultipleChoiceTask",
     "choice_logprobs",
+    "choice_logprobs_batch",
     "contains_match",
     "continuation_logprob",
     "encode_pair",

@@ -427,8 +427,13 @@ class TransformerLM(Module):
         *,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        hidden: bool = False,
     ) -> tuple[torch.Tensor, KVCache]:
         """New tokens idx (B, T_new) after the cached positions → (logits (B, T_new, V), cache).
+
+        ``hidden=True`` returns the final-normed hidden states (B, T_new, D) instead of the
+        logits, for callers that need the vocabulary projection at a few positions only
+        (:meth:`logits_from_hidden` on those rows; multiple-choice scoring uses it).
 
         Appends each layer's keys/values and continues positions from ``cache.length``; equals
         the matching positions of :meth:`forward` on the whole sequence within 1e-5.
@@ -440,6 +445,10 @@ class TransformerLM(Module):
         first real token (learned / sinusoidal tables and RoPE alike). A pre-allocated cache
         (``g2c.inference.StaticKVCache``: it has ``prepare``/``commit``) keeps its own padding
         bookkeeping; its ``attention_mask`` covers the new tokens only, (B, T_new).
+        A 3-D ``attention_mask`` (B, T_new, cache.length + T_new), True = query t may attend to
+        key s, is used as it is (with explicit ``position_ids``): several continuations of one
+        shared prefix in one row ("tree" attention, as multiple-choice scoring uses); every
+        query must see at least its own key.
 
         Cache length + T_new > max_seq_len, a cache for another number of layers, ids outside
         [0, V), or masks / position ids of the wrong shape → ValueError.
@@ -463,7 +472,16 @@ class TransformerLM(Module):
             raise ValueError(f"cache must be a KVCache (model.empty_kv_cache()), got {cache!r}")
         else:
             offset, positions, mask = cache.length, None, None
-            if attention_mask is not None:
+            if attention_mask is not None and attention_mask.dim() == 3:  # explicit (tree) mask
+                L = cache.length
+                if tuple(attention_mask.shape) != (B, T, L + T) or position_ids is None:
+                    raise ValueError(
+                        f"a 3-D attention_mask must be (B, T_new, cache.length + T_new) = "
+                        f"{(B, T, L + T)} and come with position_ids, got "
+                        f"{tuple(attention_mask.shape)}"
+                    )
+                mask = ~attention_mask.to(device=idx.device, dtype=torch.bool)[:, None]
+            elif attention_mask is not None:
                 L = cache.length
                 if tuple(attention_mask.shape) != (B, L + T):
                     raise ValueError(
@@ -489,7 +507,7 @@ class TransformerLM(Module):
             x, _ = block.forward_prefill(x, layer_cache, positions=positions, mask=mask)
         if hasattr(cache, "commit"):
             cache.commit()
-        return self._head(x), cache
+        return (self.ln_final(x) if hidden else self._head(x)), cache
 
     def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
         """One new position idx (B, 1) → (logits (B, 1, V), cache with one more position).
