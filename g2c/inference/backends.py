@@ -267,6 +267,25 @@ class Backend(abc.ABC):
         """One assistant turn that may call ``tools`` (OpenAI function format)."""
         raise NotImplementedError(f"{type(self).__name__} has no native tool calling")
 
+    def stream_chat_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        **sampling: Any,
+    ) -> TextStream:
+        """``chat_with_tools`` as a stream: the answer text in pieces (never the tool-call
+        markup); once exhausted, ``result`` is the :class:`ChatResult` (not an
+        InferenceResult). This default runs ``chat_with_tools`` and yields its ``content`` in
+        one piece; g2c's engine streams token by token."""
+        holder: dict[str, ChatResult] = {}
+
+        def pieces() -> Iterator[str]:
+            holder["result"] = self.chat_with_tools(messages, tools, **sampling)
+            if holder["result"].content:
+                yield holder["result"].content
+
+        return TextStream(pieces(), lambda text, latency, ttft: holder["result"])
+
     def _result(self, prompt: str, text: str, n_prompt: int, n_new: int, latency: float,
                 **metadata: Any) -> InferenceResult:  # fmt: skip
         return InferenceResult(prompt, text, int(n_prompt), int(n_new), float(latency),
@@ -389,6 +408,28 @@ class LocalTransformerBackend(Backend):
     ) -> ChatResult:
         """As :meth:`Backend.chat_with_tools`; ``tool_choice`` "auto" (the model decides),
         "required" (a call is forced) or "none" (plain chat). Unknown choice → ValueError."""
+        stream = self.stream_chat_with_tools(
+            messages, tools, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_k=top_k, top_p=top_p, tool_choice=tool_choice,
+        )  # fmt: skip
+        stream.text()
+        return stream.result
+
+    def stream_chat_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        tool_choice: str = "auto",
+    ) -> TextStream:
+        """:meth:`chat_with_tools` streamed token by token: the pieces are the answer text; while
+        the reply could still be the start of ``<tool_call>`` it is held back, and a call is
+        never yielded. Once exhausted, ``result`` is the :class:`ChatResult`; ``handle`` is the
+        engine request (``handle.cancel()`` stops it)."""
         messages = _check_messages(messages)
         _check_sampling(max_new_tokens, temperature, top_k, top_p)
         if tool_choice not in ("auto", "required", "none"):
@@ -396,9 +437,16 @@ class LocalTransformerBackend(Backend):
         sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                         top_p=top_p)  # fmt: skip
         if not tools or tool_choice == "none":
-            r = self.chat(messages, **sampling)
-            return ChatResult(messages, r.completion, [], r.prompt_tokens,
-                              r.completion_tokens, r.latency_ms, self.info)  # fmt: skip
+            inner = self.stream_chat(messages, **sampling)
+
+            def plain(text: str, latency: float, ttft: float | None) -> ChatResult:
+                r = inner.result
+                return ChatResult(messages, r.completion, [], r.prompt_tokens,
+                                  r.completion_tokens, r.latency_ms, self.info)  # fmt: skip
+
+            stream = TextStream(iter(inner), plain)
+            stream.handle = getattr(inner, "handle", None)
+            return stream
         fns = normalize_tools(tools)
         listing = "\n".join(json.dumps({k: fn.get(k) for k in ("name", "description",
                                                                 "parameters")}) for fn in fns)  # fmt: skip
@@ -413,15 +461,30 @@ class LocalTransformerBackend(Backend):
         t0 = time.perf_counter()
         ids = self._chat_ids(sent)
         handle = self.engine.submit(Request(ids, constraint=constraint, **sampling))
-        text = handle.result()
-        latency = (time.perf_counter() - t0) * 1000
-        calls = []
-        call = parse_tool_call(text) if constraint.calling else None
-        if call is not None:
-            calls.append({**call, "call_id": _new_call_id()})
-            text = text[: text.find(TOOL_CALL_OPEN)]
-        return ChatResult(messages, text, calls, len(ids), len(handle.token_ids), latency,
-                          self.info)  # fmt: skip
+
+        def pieces() -> Iterator[str]:
+            sent_upto = 0  # characters of handle.text already yielded
+            for _ in handle:
+                text = handle.text
+                if constraint.calling or TOOL_CALL_OPEN.startswith(text.lstrip()):
+                    continue  # a call (or possibly its start): hold back
+                if len(text) > sent_upto:
+                    yield text[sent_upto:]
+                    sent_upto = len(text)
+
+        def finish(streamed: str, latency: float, ttft: float | None) -> ChatResult:
+            text = handle.text
+            calls = []
+            call = parse_tool_call(text) if constraint.calling else None
+            if call is not None:
+                calls.append({**call, "call_id": _new_call_id()})
+                text = text[: text.find(TOOL_CALL_OPEN)]
+            return ChatResult(messages, text, calls, len(ids), len(handle.token_ids),
+                              (time.perf_counter() - t0) * 1000, self.info)  # fmt: skip
+
+        stream = TextStream(pieces(), finish)
+        stream.handle = handle
+        return stream
 
 
 # -- HTTP backends -----------------------------------------------------------------------------
