@@ -34,9 +34,9 @@ from g2c.runs.experiment import SMOKE_TEXT
 from g2c.tokenizer import BPETokenizer
 from g2c.transformer import TransformerLM
 
-DEFAULT_MODELS = ("runs/speedrun", "runs/speedrun/sft", "runs/speedrun/dpo", "smollm2")
+DEFAULT_MODELS = ("runs/speedrun/base", "runs/speedrun/sft", "runs/speedrun/dpo", "smollm2")
 LABELS = {
-    "runs/speedrun": "speedrun base",
+    "runs/speedrun/base": "speedrun base",
     "runs/speedrun/sft": "speedrun SFT",
     "runs/speedrun/dpo": "speedrun DPO",
     "smollm2": "SmolLM2-135M-Instruct",

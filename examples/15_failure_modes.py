@@ -33,7 +33,7 @@ from g2c.tokenizer import BPETokenizer
 from g2c.transformer import TransformerLM
 
 torch.set_num_threads(1)
-DEFAULT_MODELS = ("runs/speedrun", "runs/speedrun/sft", "runs/speedrun/dpo", "smollm2")
+DEFAULT_MODELS = ("runs/speedrun/base", "runs/speedrun/sft", "runs/speedrun/dpo", "smollm2")
 
 
 def _smoke_generator():

@@ -168,4 +168,4 @@ def test_help_shows_the_presets_values(capsys):
     assert "train.batch_size(default:8,frompresetspeedrun-smoke)" in text
     with pytest.raises(SystemExit):
         main(["speedrun", "--help"])
-    assert "run.budget_minutes(default:13.5,frompresetspeedrun)" in shown()
+    assert "run.budget_minutes(default:15.0,frompresetspeedrun)" in shown()

@@ -1,19 +1,25 @@
 """`g2c speedrun` — the main job: BPE tokenizer → pretraining → eval → samples → SFT → DPO →
-report (a chat-ready run directory).
+evaluation → report card, and a chat-ready run directory.
 
     g2c speedrun                         # ≤ 15 min on a 2-core CPU, into runs/speedrun
-    g2c speedrun --budget-minutes 5      # scale the time budget (training gets what is left)
+    g2c speedrun --budget-minutes 5      # the whole run's budget (pretraining gets 5 − 1.5)
     g2c speedrun --smoke                 # the whole pipeline on a small slice, seconds
     g2c speedrun --device cuda           # on a GPU when there is one
     g2c speedrun --fresh                 # discard runs/speedrun and start over
+    g2c chat runs/speedrun               # then: talk to the final (DPO) model
+    g2c serve runs/speedrun              # or serve it (OpenAI/Ollama API + web chat)
 
-Interrupting it (Ctrl-C, SIGTERM, or a kill) and running the same command again resumes from
-the last checkpoint in the run directory; the tokenizer and token ids are reused.
+``--budget-minutes`` (default 15) is the whole speedrun's budget: the post-training keeps a
+fixed 1.5 minutes and the pretrain stage's planner gets the rest (``g2c.runs.speedrun.
+split_budget``; ``--show-config`` shows the total, the pretrain run's ``run_config.json`` its
+share). Interrupting it (Ctrl-C, SIGTERM, or a kill) and running the same command again
+resumes from the last checkpoint in the run directory; the tokenizer and token ids are reused.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -33,8 +39,15 @@ from g2c.runs.config import RunConfig, get_preset
 
 
 def _preset(namespace: argparse.Namespace) -> tuple[str, RunConfig]:
+    """The pretrain preset with ``run.budget_minutes`` = the whole speedrun's budget (15 min;
+    none for the smoke run), split by :func:`g2c.runs.speedrun.split_budget` in :func:`run`."""
     name = "speedrun-smoke" if getattr(namespace, "smoke", False) else "speedrun"
-    return name, get_preset(name)
+    cfg = get_preset(name)
+    if cfg.run.budget_minutes is not None:
+        cfg = dataclasses.replace(
+            cfg, run=dataclasses.replace(cfg.run, budget_minutes=speedrun.BUDGET_MINUTES)
+        )
+    return name, cfg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,10 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "speedrun",
         add_help=False,
-        help="the main job: tokenizer → pretraining → eval → samples → report (resumable)",
+        help="the main job: tokenizer → pretraining → SFT → DPO → evaluation → a chat-ready run",
         description="Train a byte-level BPE tokenizer on TinyShakespeare + Gutenberg, pretrain a "
         "small TransformerLM within a time budget, evaluate (val loss, bits per byte), sample, "
-        "and write runs/speedrun/report.md. Re-running resumes an interrupted run.",
+        "fine-tune it to chat (SFT) and on preferences (DPO), evaluate every stage, and write "
+        "the report card runs/speedrun/report.md; `g2c chat runs/speedrun` then talks to the "
+        "final model. --budget-minutes is the whole run's (pretraining gets it minus 1.5 min "
+        "for post-training). Re-running resumes an interrupted run.",
     )
     p.add_argument("--smoke", action="store_true",
                    help="tiny run on a 60k-character slice (CI; seconds)")  # fmt: skip
@@ -70,20 +86,31 @@ def run(args: argparse.Namespace) -> int:
         console.print_json(json.dumps(cfg.to_dict()))
         return 0
     out = Path(args.out) if args.out else g2c_home() / preset
+    try:
+        budget = speedrun.split_budget(cfg.run.budget_minutes, smoke=args.smoke)
+    except ValueError as exc:
+        console.print(f"error: {exc}")
+        return 2
+    if budget is not None:  # the pretrain stage plans with its share of the budget
+        run_cfg = dataclasses.replace(cfg.run, budget_minutes=budget["pretrain_minutes"])
+        cfg = dataclasses.replace(cfg, run=run_cfg)
+    if args.fresh:
+        speedrun.reset_chat(out)  # no pointer to a stale DPO model while the new run trains
     code = execute(cfg, out, args, fresh=args.fresh)
     if code != 0 or args.no_chat:
         return code
-    with stop_on_signals() as stopped:  # SFT then DPO on the pretrained model (resumable)
+    with stop_on_signals() as stopped:  # SFT, DPO, evaluation, the chat-ready root (resumable)
         results = speedrun.posttrain(
-            out, smoke=args.smoke, on_event=ProgressReporter(train_part="training"),
+            out, smoke=args.smoke, fresh=args.fresh, budget=budget,
+            on_event=ProgressReporter(train_part="training"),
             control=StopControl(stopped, None), command=command_line(),
         )  # fmt: skip
-    done = results["dpo"] is not None and results["dpo"].status == "complete"
-    ev = results.get("eval")
-    done = done and (ev is None or getattr(ev, "status", "complete") == "complete")
-    if not done:
+    if results["chat"] is None:
         console.print("stopped during post-training; run the same command again to continue")
         return 130
-    console.print(f"report: {out / 'report.md'}")
-    console.print(f"talk to it: g2c chat {out / 'dpo'}")
+    plain = {"soft_wrap": True, "markup": False, "highlight": False}  # copy-paste-able lines
+    console.print(f"report: {out / 'report.md'}", **plain)
+    console.print("talk to it:", **plain)
+    console.print(f"  g2c chat {out}", **plain)
+    console.print(f"  g2c serve {out}", **plain)
     return 0

@@ -15,6 +15,12 @@ The kind of artifact is read from the files themselves (the manifest's ``format`
     hf-gpt2          a Hugging Face GPT-2 directory (config.json with model_type "gpt2",
                      model.safetensors or pytorch_model.bin, vocab.json + merges.txt)
 
+A run directory whose ``chat.json`` names a stage loads that stage's model: the finished
+``g2c speedrun`` writes ``{"chat_model": "dpo"}`` there, so ``load_model("runs/speedrun")`` (and
+with it ``g2c chat`` / ``g2c serve`` / ``g2c sample runs/speedrun``) gives the final DPO model,
+not the pretrained base (:func:`chat_target`; ``follow_chat=False`` loads the directory itself;
+the speedrun also leaves the base addressable as ``runs/speedrun/base``).
+
 Damaged files raise ``g2c.artifacts.ArtifactError`` (a ValueError) naming the file and what to do
 instead; a path that is none of these raises ValueError listing the kinds. Every later module
 (evaluation, inference, the assistant) loads models through this function.
@@ -58,6 +64,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 HF_TORCH_WEIGHTS = "pytorch_model.bin"
 GGUF_MAGIC = b"GGUF"
+#: A run directory's pointer to the stage a chat should load: ``{"chat_model": "dpo", ...}``.
+CHAT_POINTER_FILE = "chat.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,13 +255,48 @@ def detect_kind(path: str | os.PathLike) -> str:
     )
 
 
-def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
+def chat_target(path: str | os.PathLike) -> Path:
+    """The directory :func:`load_model` reads for ``path``: a run directory whose
+    :data:`CHAT_POINTER_FILE` (``chat.json``) names a stage — ``{"chat_model": "dpo"}``, a
+    sub-directory of that run — loads that stage's model; anything else is ``path`` itself.
+    One hop only (the stage's own ``chat.json`` is not followed), so there are no loops.
+
+    Raises ArtifactError (a ValueError) for a ``chat.json`` that is not JSON or whose
+    ``chat_model`` is not a relative sub-directory name, and FileNotFoundError when the stage
+    it names is gone (the fix is in the message: rerun the speedrun or delete ``chat.json``).
+    """
+    path = Path(path)
+    pointer = path / CHAT_POINTER_FILE
+    if not (path.is_dir() and pointer.is_file()):
+        return path
+    hint = f"rerun the speedrun, or delete {pointer} to load {path} itself"
+    data = read_json(pointer, hint)  # not JSON → ArtifactError naming the file
+    stage = data.get("chat_model") if isinstance(data, dict) else None
+    parts = Path(stage).parts if isinstance(stage, str) else ()
+    if not parts or Path(stage).is_absolute() or ".." in parts:
+        raise damaged(pointer, f"chat_model must name a sub-directory, got {stage!r}", hint)
+    target = path / stage
+    if not target.exists():
+        raise FileNotFoundError(f"{pointer} names the stage {stage!r} but {target} is missing: "
+                                f"{hint}")  # fmt: skip
+    return target
+
+
+def load_model(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", follow_chat: bool = True
+) -> LoadedModel:
     """Load the model (and its tokenizer) stored at ``path``, whatever its kind.
+
+    Rule: a run directory whose ``chat.json`` names a stage loads that stage's model
+    (:func:`chat_target`; a finished ``g2c speedrun`` names ``dpo``, so ``runs/speedrun`` is
+    the chat-ready DPO model and ``source`` is ``runs/speedrun/dpo``).
 
     Args:
         path: a g2c run directory, a ``save_pretrained`` directory, a Llama GGUF file, a
             Hugging Face GPT-2 directory, or a name of :data:`MODEL_NAMES` (``"smollm2"``).
         device: where the weights go (``"cpu"``, ``"cuda"``, ...).
+        follow_chat: False → load the directory's own model even when its ``chat.json``
+            names a stage (a speedrun's pretrained base).
 
     Returns:
         :class:`LoadedModel` (model in eval mode, tokenizer or None, kind, manifest, source,
@@ -268,8 +311,19 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     if not Path(path).exists() and name.lower() in MODEL_NAMES:
         path = MODEL_NAMES[name.lower()]()
     path = Path(path)
+    if follow_chat:
+        path = chat_target(path)
     kind = detect_kind(path)
     return MODEL_KINDS[kind].load(path, str(device))
 
 
-__all__ = ["MODEL_KINDS", "MODEL_NAMES", "LoadedModel", "ModelKind", "detect_kind", "load_model"]
+__all__ = [
+    "CHAT_POINTER_FILE",
+    "MODEL_KINDS",
+    "MODEL_NAMES",
+    "LoadedModel",
+    "ModelKind",
+    "chat_target",
+    "detect_kind",
+    "load_model",
+]
