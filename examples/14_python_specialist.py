@@ -1,13 +1,18 @@
 """The "Specialist": a small language model of Python source, from the machine's own stdlib.
 
-1. Corpus: the ``.py`` files of the running Python's standard library (found at run time with
-   ``sysconfig.get_paths()["stdlib"]``; PSF licence; no download), without ``site-packages``
-   the test suites and generated tables (encodings/, pydoc_data/). One document per file.
+The ``python-code`` preset of ``g2c train`` does the work; this example runs it and then asks
+the question the preset cannot: does the model write Python?
+
+1. Corpus (``data.shards = "python-stdlib"``, :mod:`g2c.data.python_code`): the ``.py`` files of
+   the running Python's standard library (``sysconfig.get_paths()["stdlib"]``; PSF licence; no
+   download), without ``site-packages``, the test suites and generated tables (encodings/,
+   pydoc_data/). One document per file.
 2. Tokenizer: byte-level BPE (``BPETokenizer.train_fast``) trained on the first files.
-3. ``g2c.data.prepare_corpus``: exact + MinHash near-duplicate removal, 5 % of the files held
-   out by hash, uint16 shards + manifest (the same pipeline as ``g2c data prepare``).
-4. Training: ``g2c.pretraining.Trainer`` on ``TokenStream`` memory maps of the shards, for a
-   wall-clock budget (``--minutes``).
+3. ``g2c.data.prepare_corpus`` (the pipeline of ``g2c data prepare``): exact + MinHash
+   near-duplicate removal, 5 % of the files held out by hash, uint16 shards + manifest, in
+   ``RUN/shards``.
+4. Training: ``g2c.runs.pretrain.run`` on ``ShardedTokenStream`` memory maps of the shards, for a
+   wall-clock budget (``--minutes`` → ``run.budget_minutes``).
 5. Report: validation loss (nats/token) and the share of samples that ``ast.parse`` accepts —
    whole (the sample's first non-empty document) and without its last top-level statement
    (the one the token limit interrupted), and whole with at least one statement (comments
@@ -15,6 +20,7 @@
 
     .venv/bin/python examples/14_python_specialist.py --smoke          # seconds
     .venv/bin/python examples/14_python_specialist.py --minutes 5      # the measured run
+    g2c train --preset python-code --budget-minutes 5                  # the same training
 """
 
 from __future__ import annotations
@@ -23,52 +29,26 @@ import argparse
 import ast
 import json
 import os
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from g2c.data import PrepareConfig, prepare_corpus, resolve_sources, shard_paths
-from g2c.data.prepare import iter_documents
-from g2c.pretraining import TokenStream, Trainer
+from g2c.runs import pretrain
+from g2c.runs.config import apply_overrides, get_preset
 from g2c.sampling import generate
-from g2c.tokenizer import BPETokenizer
-from g2c.training import LoopControl
-from g2c.transformer import TransformerLM
+from g2c.transformer import load_model
 
-# Not the Python a specialist should learn: third-party packages, the test suites, and two
-# folders of generated data (codec tables in encodings/, pydoc's topic strings).
-EXCLUDE = ["site-packages", "test", "tests", "idle_test", "*_test*", "encodings", "pydoc_data"]
-
-
-class Deadline(LoopControl):
-    """Stop cleanly once ``seconds`` of wall time have passed."""
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def should_stop(self, step: int) -> bool:
-        return time.monotonic() > self.end
-
-
-def stdlib_inputs(smoke: bool) -> list[str]:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    return [f"python={root / 'json'}"] if smoke else [f"python={root}"]
-
-
-def train_tokenizer(inputs: list[str], vocab_size: int, chars: int) -> BPETokenizer:
-    source = resolve_sources(inputs, ["*.py"], EXCLUDE)[0]
-    text, parts = 0, []
-    for doc in iter_documents(source):
-        parts.append(doc)
-        text += len(doc)
-        if text >= chars:
-            break
-    tok = BPETokenizer.with_course_special_tokens()
-    tok.train_fast("<|endoftext|>".join(parts)[:chars], vocab_size)
-    return tok
+# The smoke variant: one package (json), a tiny BPE and model, 30 steps.
+SMOKE = {
+    "data": {"shards": "python-stdlib/json", "vocab_size": 384, "max_chars": 60_000,
+             "val_fraction": 0.2},
+    "model": {"embedding_dim": 32, "num_layers": 2, "num_heads": 2, "max_seq_len": 32},
+    "train": {"batch_size": 8, "context_length": 32, "max_steps": 30, "warmup_steps": 10,
+              "eval_every": 10, "eval_iters": 2, "log_every": 10},
+    "run": {"sample_every": 0, "sample_tokens": 40},
+}  # fmt: skip
 
 
 def _statements(src: str) -> int | None:
@@ -103,66 +83,42 @@ def parses(code: str) -> tuple[bool, bool, bool]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="a Python-source specialist LM on the stdlib")
     ap.add_argument("--smoke", action="store_true", help="seconds: the json package, tiny model")
-    ap.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget")
+    ap.add_argument("--minutes", type=float, default=5.0, help="the run's wall-clock budget")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=1, help="tokenizing processes")
     ap.add_argument("--samples", type=int, default=None)
-    ap.add_argument("--out", default=None, help="where the shards go (default: a temp dir)")
+    ap.add_argument(
+        "--out", default=None, help="the run directory (default: a temp dir); run again to resume"
+    )
     ap.add_argument("--json", default=None, help="write the report to this JSON file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     smoke = args.smoke
-    inputs = stdlib_inputs(smoke)
+    overrides = SMOKE if smoke else {"run": {"budget_minutes": args.minutes}}
+    cfg = apply_overrides(get_preset("python-code"), overrides)
 
-    t0 = time.perf_counter()
-    tok = train_tokenizer(inputs, 384 if smoke else 2048, 60_000 if smoke else 2_000_000)
-    t_tok = time.perf_counter() - t0
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "log":
+            print(f"step {info['step']:5d}  train {info['train_loss']:.3f}")
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp) / "python-code"
-        cfg = PrepareConfig(
-            inputs=inputs,
-            tokenizer="bpe-stdlib",
-            shard_tokens=50_000_000,  # one shard per split: a TokenStream each
-            workers=args.workers,
-            dedupe=["exact", "minhash"],
-            val_fraction=0.2 if smoke else 0.05,
-            include=["*.py"],
-            exclude=EXCLUDE,
-        )
         t0 = time.perf_counter()
-        manifest = prepare_corpus(cfg, tok, out)
-        t_prep = time.perf_counter() - t0
-        train = TokenStream(shard_paths(out, "train")[0])
-        val = TokenStream(shard_paths(out, "val")[0])
-        f = manifest["funnel"]
-        print(
-            f"corpus: {len(manifest['sources'][0]['files'])} files, {f['documents_in']} documents, "
-            f"{f['exact_duplicates']} exact + {f['near_duplicates']} near duplicates dropped, "
-            f"{len(train):,} train / {len(val):,} val tokens (BPE {tok.vocab_size}, trained in "
-            f"{t_tok:.1f}s; prepared in {t_prep:.1f}s)"
-        )
-
-        torch.manual_seed(1337)
-        D, L, H, T = (32, 2, 2, 32) if smoke else (128, 4, 4, 128)
-        model = TransformerLM(
-            tok.vocab_size, D, L, H, T, init="gpt2", attention_impl="sdpa", fused=True
-        )
-        budget = 5.0 if smoke else 60.0 * args.minutes
-        trainer = Trainer(
-            model, batch_size=8 if smoke else 16, context_length=T, max_steps=10**6 if not smoke else 30,
-            max_lr=2e-3, min_lr=2e-4, warmup_steps=10 if smoke else 100, grad_clip=1.0,
-            optimizer="adamw", betas=(0.9, 0.99), device="cpu", seed=1337,
-            eval_every=10**9, eval_iters=2 if smoke else 20, log_every=10 if smoke else 100,
-        )  # fmt: skip
-        t0 = time.perf_counter()
-        trainer.train(
-            train,
-            val,
-            on_log=lambda e: print(f"step {e['step']:5d}  train {e['train_loss']:.3f}"),
-            control=Deadline(budget),
-        )
-        t_train = time.perf_counter() - t0
-        val_loss = trainer.evaluate(val)
+        fresh = args.out is None  # an --out directory resumes when run again
+        result = pretrain.run(cfg, out, fresh=fresh, on_event=on_event, threads=args.threads)
+        t_run = time.perf_counter() - t0
+        stages = json.loads((out / "stages.json").read_text())
+        data = stages["tokenizer"]
+        manifest = json.loads((out / "shards" / "manifest.json").read_text())
+        loaded = load_model(out)
+        model, tok = loaded.model, loaded.tokenizer
+    f = manifest["funnel"]
+    print(
+        f"corpus: {len(manifest['sources'][0]['files'])} files, {f['documents_in']} documents, "
+        f"{f['exact_duplicates']} exact + {f['near_duplicates']} near duplicates dropped, "
+        f"{data['train_tokens']:,} train / {data['val_tokens']:,} val tokens (BPE "
+        f"{tok.vocab_size}; tokenizer + shards in {data['seconds']:.1f}s)"
+    )
+    val_loss = result.metrics["val_loss"]
 
     eot = tok.special_to_id["<|endoftext|>"]
     n = args.samples or (3 if smoke else 20)
@@ -183,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         with_code += ok_code
         samples.append(code)
     report = {
-        "steps": trainer.step,
-        "train_seconds": round(t_train, 1),
-        "train_tokens": len(train),
-        "val_tokens": len(val),
+        "steps": result.step,
+        "run_seconds": round(t_run, 1),
+        "train_tokens": data["train_tokens"],
+        "val_tokens": data["val_tokens"],
         "val_loss": round(val_loss, 4),
         "samples": n,
         "parse_strict": strict / n,
@@ -197,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"--- sample 1 ---\n{samples[0]}\n---")
     print(
-        f"{trainer.step} steps in {t_train:.0f}s; val loss {val_loss:.3f} nats/token; "
+        f"{result.step} steps, run {t_run:.0f}s; val loss {val_loss:.3f} nats/token; "
         f"samples that parse: {strict}/{n} whole, {trimmed}/{n} without the interrupted last "
         f"statement, {with_code}/{n} whole and with at least one statement (not only comments)"
     )

@@ -10,6 +10,7 @@
 ``prepare`` streams the inputs (files, folders, gzip, registered text datasets) through exact
 and MinHash de-duplication, the Gopher quality rules and a weighted source mixture into
 uint16/uint32 shards with a manifest; an interrupted run resumes when rerun with the same flags.
+``g2c train --shards OUT`` trains on them through memory maps (``g2c.pretraining.ShardedTokenStream``).
 
 Exit codes: ``check`` returns 1 when a file's checksum mismatches (or, for a named dataset,
 when a file is missing); ``download`` returns 1 when a transfer or checksum fails.
@@ -283,4 +284,6 @@ def _prepare(args: argparse.Namespace) -> int:
     if manifest["mixture"]:
         observed = manifest["mixture"]["observed_fractions"]
         console.print("mixture: " + ", ".join(f"{k} {v:.3f}" for k, v in observed.items()))
+    gpt2 = " --tokenizer gpt2" if args.tokenizer == "gpt2" else ""
+    console.print(f"train on it: g2c train --shards {args.out}{gpt2} ...", highlight=False)
     return 0

@@ -10,6 +10,10 @@
     torchrun --nproc-per-node 2 -m g2c train --preset ...     # the same, launched by hand
     g2c train --preset gutenberg-5m --plan-memory --nproc 8   # ZeRO memory plan, then exit
     g2c train --preset gutenberg-5m --checkpointing every:2   # recompute every 2nd block
+    g2c train --preset python-code                            # the stdlib, prepared into shards
+    g2c train --shards data/tsg --tokenizer gpt2 ...          # a `g2c data prepare` directory
+    g2c train --preset gpt2-124m --plan-memory                # GPT-2 small's memory plan
+    g2c train --preset gpt2-124m --compile                    # torch.compile (on a GPU)
 
 Every field of the run's config dataclasses has a flag (see ``g2c train --help``). The run
 directory gets the tokenizer, ``model.safetensors``, ``manifest.json``, ``metrics.jsonl``,
@@ -43,8 +47,9 @@ from g2c.cli._run import (
     run_directory,
     stop_on_signals,
 )
+from g2c.data import is_python_stdlib, load_prepared, prepared_dir
 from g2c.runs import pretrain
-from g2c.runs.config import PRESETS, RunConfig, get_preset
+from g2c.runs.config import GPT2_VOCAB_SIZE, PRESETS, RunConfig, get_preset
 from g2c.training.distributed import (
     STRATEGIES,
     check_nproc,
@@ -93,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--plan-memory", action="store_true",
                    help="print the ZeRO memory plan for this config and --nproc, then exit")  # fmt: skip
     add_config_flags(p, _preset)
+    for action in p._actions:  # run.compile: `--compile` alone means true (or --compile false)
+        if "--compile" in action.option_strings:
+            action.nargs, action.const, action.metavar = "?", True, "BOOL"
+            action.help = "torch.compile the model (run.compile; worth it on GPUs)"
     add_runtime_flags(p)
     p.set_defaults(func=run)
 
@@ -114,8 +123,9 @@ def memory_plan_text(cfg: RunConfig, world_size: int, checkpointing: bool | int)
     """The ZeRO memory plan of ``cfg`` on ``world_size`` devices (parameters counted on the
     meta device, no memory allocated). The states as g2c keeps them — fp32 weights, gradients
     and AdamW moments, also under bf16 autocast (4 + 4 + 8 bytes per parameter); autocast
-    halves the activations. A char tokenizer's vocabulary is assumed to be 256."""
-    vocab = cfg.data.vocab_size if cfg.data.tokenizer == "bpe" else 256
+    halves the activations. A char tokenizer's vocabulary is assumed to be 256; GPT-2's is
+    50,257; a prepared corpus (``data.shards``) has its manifest's."""
+    vocab = _plan_vocab(cfg)
     mcfg = cfg.model_config(vocab)
     with torch.device("meta"):
         n = TransformerLM.from_config(mcfg).num_parameters()
@@ -132,6 +142,17 @@ def memory_plan_text(cfg: RunConfig, world_size: int, checkpointing: bool | int)
     if bf16:
         notes.append("bf16 autocast: weights, gradients and moments stay fp32; activations bf16")
     return text + "\n" + "\n".join(notes)
+
+
+def _plan_vocab(cfg: RunConfig) -> int:
+    if cfg.data.shards and not is_python_stdlib(cfg.data.shards):
+        try:
+            return int(load_prepared(prepared_dir(cfg.data.shards))["tokenizer"]["vocab_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not prepared yet: the tokenizer setting's size below
+    if cfg.data.tokenizer == "gpt2":
+        return GPT2_VOCAB_SIZE
+    return cfg.data.vocab_size if cfg.data.tokenizer == "bpe" else 256
 
 
 def run(args: argparse.Namespace) -> int:

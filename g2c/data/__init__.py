@@ -9,7 +9,9 @@
 * :mod:`~g2c.data.text` — ``load_text``, ``load_corpus``, contiguous ``split_text``.
 * :mod:`~g2c.data.tokens` — uint16/uint32 token-id files with a JSON sidecar.
 * :mod:`~g2c.data.corpus` — ``encode_corpus_cached``: encoded ids cached per tokenizer.
-* :mod:`~g2c.data.prepare` — ``prepare_corpus``: streamed, cleaned, tokenized, sharded corpora.
+* :mod:`~g2c.data.prepare` — ``prepare_corpus``: streamed, cleaned, tokenized, sharded corpora;
+  ``check_prepared``: a prepared directory's shards checked against its manifest.
+* :mod:`~g2c.data.python_code` — the running Python's stdlib as a corpus (``python-stdlib``).
 * :mod:`~g2c.data.dedupe` — exact / MinHash-LSH de-duplication, the Gopher quality rules.
 * :mod:`~g2c.data.mixture` — a weighted mixture of sources with observed fractions.
 * :mod:`~g2c.data.toy` — moons, circles, a noisy line.
@@ -62,11 +64,20 @@ from g2c.data.preferences import (
 )
 from g2c.data.prepare import (
     PrepareConfig,
+    check_prepared,
     load_prepared,
     load_prepared_ids,
     prepare_corpus,
+    prepared_dir,
     resolve_sources,
     shard_paths,
+)
+from g2c.data.python_code import (
+    PYTHON_STDLIB,
+    is_python_stdlib,
+    python_stdlib_config,
+    python_stdlib_root,
+    python_stdlib_sample,
 )
 from g2c.data.registry import REGISTRY, Dataset, DatasetFile, get_dataset
 from g2c.data.resolution import (
@@ -89,6 +100,13 @@ __all__ = [
     "MixtureScheduler",
     "NearDuplicateIndex",
     "PrepareConfig",
+    "PYTHON_STDLIB",
+    "check_prepared",
+    "is_python_stdlib",
+    "prepared_dir",
+    "python_stdlib_config",
+    "python_stdlib_root",
+    "python_stdlib_sample",
     "document_digest",
     "gopher_failures",
     "load_prepared",

@@ -68,7 +68,13 @@ from g2c.data.download import sha256_file
 from g2c.data.mixture import MixtureScheduler, parse_mixture
 from g2c.data.registry import REGISTRY
 from g2c.data.resolution import dataset_file
-from g2c.data.tokens import TOKEN_IDS_FORMAT, TOKEN_IDS_VERSION, sidecar_path, token_dtype
+from g2c.data.tokens import (
+    TOKEN_IDS_FORMAT,
+    TOKEN_IDS_VERSION,
+    read_token_ids_metadata,
+    sidecar_path,
+    token_dtype,
+)
 
 PREPARED_FORMAT = "g2c.prepared_corpus"
 PREPARED_VERSION = 1
@@ -777,3 +783,83 @@ def load_prepared_ids(out_dir: str | os.PathLike, split: str = "train") -> np.nd
     if len(arrays) == 1:
         return arrays[0]
     return np.concatenate([a.astype(np.int64) for a in arrays]) if arrays else np.zeros(0, np.int64)
+
+
+def prepared_dir(path: str | os.PathLike) -> Path:
+    """The directory of a prepared corpus given the directory or its ``manifest.json``."""
+    path = Path(path).expanduser()
+    return path.parent if path.name == MANIFEST and path.is_file() else path
+
+
+def check_prepared(
+    path: str | os.PathLike,
+    *,
+    vocab_size: int | None = None,
+    fingerprint: str | None = None,
+    verify: bool = False,
+) -> dict[str, Any]:
+    """The manifest of a prepared corpus after checking its shards against it.
+
+    ``path``: the directory ``g2c data prepare`` wrote, or its ``manifest.json``. Checked: the
+    manifest's format and dtype (uint16 / uint32); every shard file exists, holds exactly the
+    manifest's token count in that dtype, and its ``.json`` sidecar (when present) names the
+    same dtype and count; the per-split totals add up. ``vocab_size`` / ``fingerprint`` (see
+    ``g2c.data.tokenizer_fingerprint``), when given, must equal the manifest's tokenizer ones
+    (a manifest without a fingerprint is checked on ``vocab_size`` only). ``verify=True`` also
+    recomputes every shard's SHA-256 (reads every byte).
+
+    Raises FileNotFoundError for a missing directory, ValueError naming the file and the fix
+    for anything else (an unfinished preparation, a truncated shard, another tokenizer).
+    """
+    root = prepared_dir(path)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data.shards {str(path)!r}: no such directory; pass the --out directory of "
+            "g2c data prepare (or its manifest.json)"
+        )
+    manifest = load_prepared(root)
+    dtype_name = manifest.get("dtype")
+    if dtype_name not in _NP:
+        raise ValueError(f"{root / MANIFEST}: dtype {dtype_name!r} is not uint16 or uint32")
+    dtype = _NP[dtype_name]
+    tok = manifest.get("tokenizer") or {}
+    if vocab_size is not None and tok.get("vocab_size") not in (None, vocab_size):
+        raise ValueError(
+            f"{root}: the shards were tokenized with a {tok.get('vocab_size')}-id vocabulary, "
+            f"this tokenizer has {vocab_size}; prepare the corpus again with this tokenizer or "
+            "train with the one in the manifest"
+        )
+    want = tok.get("fingerprint")
+    if fingerprint is not None and want is not None and fingerprint != want:
+        raise ValueError(
+            f"{root}: the shards were tokenized with another tokenizer (manifest fingerprint "
+            f"{want[:12]}…, this tokenizer {fingerprint[:12]}…); prepare the corpus again with "
+            "this tokenizer or train with the one in the manifest"
+        )
+    totals = {"train": 0, "val": 0}
+    for shard in manifest["shards"]:
+        file = root / shard["file"]
+        if not file.is_file():
+            raise ValueError(f"{file}: shard listed in the manifest is missing; prepare again")
+        size = file.stat().st_size
+        if size != shard["tokens"] * dtype.itemsize:
+            raise ValueError(
+                f"{file}: {size} bytes, the manifest says {shard['tokens']} {dtype_name} ids "
+                f"({shard['tokens'] * dtype.itemsize} bytes); the shard is truncated or stale, "
+                "prepare the corpus again"
+            )
+        meta = read_token_ids_metadata(file)
+        if meta is not None and (meta["dtype"] != dtype_name or meta["count"] != shard["tokens"]):
+            raise ValueError(
+                f"{file}.json says {meta['count']} {meta['dtype']} ids, the manifest "
+                f"{shard['tokens']} {dtype_name}; prepare the corpus again"
+            )
+        if verify and sha256_file(file) != shard["sha256"]:
+            raise ValueError(f"{file}: SHA-256 differs from the manifest; prepare again")
+        totals[shard["split"]] += shard["tokens"]
+    if totals != {k: manifest["tokens"].get(k, 0) for k in totals}:
+        raise ValueError(
+            f"{root / MANIFEST}: shard token counts {totals} do not add up to its totals "
+            f"{manifest['tokens']}; prepare the corpus again"
+        )
+    return manifest

@@ -2,7 +2,8 @@
 
 - ``split_token_stream`` / ``get_lm_batch``: contiguous train/val split and random (x, y)
   windows (B, T) with y = x shifted by one, from a 1-D id tensor or a source object;
-  ``TokenStream``: a memory-mapped token-id file usable wherever ids are (same batches).
+  ``TokenStream``: a memory-mapped token-id file usable wherever ids are (same batches);
+  ``ShardedTokenStream``: the shards of a prepared corpus as one such stream.
 - ``lm_cross_entropy``: mean next-token cross-entropy over all B·T positions.
 - ``Trainer`` / ``TrainConfig``: ``g2c.training.TrainingLoop`` with LM windows and the LM
   loss — AdamW or SGD, warmup + cosine lr, clipping, gradient accumulation, bf16 autocast,
@@ -10,7 +11,12 @@
   ``device_peak_flops`` / ``model_flops_per_token`` for MFU.
 """
 
-from g2c.pretraining.data import TokenStream, get_lm_batch, split_token_stream
+from g2c.pretraining.data import (
+    ShardedTokenStream,
+    TokenStream,
+    get_lm_batch,
+    split_token_stream,
+)
 from g2c.pretraining.flops import device_peak_flops, model_flops_per_token
 from g2c.pretraining.loss import lm_cross_entropy
 from g2c.pretraining.trainer import (
@@ -24,6 +30,7 @@ __all__ = [
     "split_token_stream",
     "get_lm_batch",
     "TokenStream",
+    "ShardedTokenStream",
     "lm_cross_entropy",
     "empty_training_history",
     "TrainConfig",

@@ -12,7 +12,8 @@ The stream is a 1-D id tensor or any *source* object with ``__len__`` and its ow
 ``get_lm_batch(batch_size, context_length, *, generator=None)``: ``TokenStream`` reads a g2c
 token-id file (``g2c.data.save_token_ids``) through ``numpy.memmap``, so a corpus larger than
 memory trains without being loaded — and gives the same batches as the loaded tensor for the
-same generator.
+same generator. ``ShardedTokenStream`` does the same over the shards of a prepared corpus
+(``g2c data prepare``), checked against its manifest.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from g2c.data import read_token_ids_metadata
+from g2c.data import (
+    check_prepared,
+    prepared_dir,
+    read_token_ids_metadata,
+    tokenizer_fingerprint,
+)
 
 _NP_DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
@@ -243,4 +249,165 @@ class TokenStream:
         starts = torch.randint(0, n - context_length, (batch_size,), generator=generator)  # (B,)
         index = self.start + starts.numpy()[:, None] + np.arange(context_length + 1)[None, :]
         windows = torch.from_numpy(self._data[index].astype(np.int64))  # (B, T+1)
+        return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
+
+
+class ShardedTokenStream:
+    """The shards of one split of a prepared corpus as one memory-mapped 1-D token stream.
+
+    ``ShardedTokenStream(paths, dtype=...)`` concatenates token-id files (each opened with
+    ``numpy.memmap``; nothing is loaded) in the order given; :meth:`from_prepared` opens a split
+    of a directory written by ``g2c data prepare`` after checking it against its manifest
+    (``g2c.data.check_prepared``: dtype, every shard's token count, the tokenizer).
+    ``start``/``stop`` select a contiguous range of the concatenation (``split`` cuts
+    train/val views as ``split_token_stream`` cuts a tensor).
+
+    It is a source object: ``len``, ``stream[i]`` → int, ``stream[a:b]`` → (b-a,) long tensor,
+    ``to_tensor()``, and ``get_lm_batch(batch_size, context_length, *, generator=None)`` →
+    (x, y) long (B, T) on CPU. The start offsets are drawn exactly as ``get_lm_batch`` draws
+    them for a tensor (``torch.randint(0, N - T, (B,))``), over the whole concatenation, so
+    the same generator state gives the same batch as the concatenated ids loaded in memory
+    (tested), and a window may span two shards. Batches are deterministic for a seeded
+    generator; under DDP/FSDP every rank draws the same global batch and keeps its own slice
+    (``g2c.training.TrainingLoop``), as with a tensor or a :class:`TokenStream`.
+
+    Raises FileNotFoundError for a missing file; ValueError for no files, an unknown dtype, a
+    file whose size is not a whole number of ids or disagrees with its sidecar, a bad range.
+    """
+
+    def __init__(
+        self,
+        paths: list[str | os.PathLike],
+        *,
+        dtype: str | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> None:
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        if not paths:
+            raise ValueError("paths must name at least one token-id file (a split's shards)")
+        parts = [TokenStream(p, dtype=dtype) for p in paths]
+        dtypes = {p.dtype for p in parts}
+        if len(dtypes) > 1:
+            raise ValueError(f"the shards mix dtypes {sorted(dtypes)}; they must share one")
+        self.paths = [p.path for p in parts]
+        self.dtype = parts[0].dtype
+        self._maps = [p._data for p in parts]
+        self.bounds = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+        total = int(self.bounds[-1])
+        stop = total if stop is None else stop
+        if not (0 <= start <= stop <= total):
+            raise ValueError(f"need 0 <= start <= stop <= {total}, got start={start}, stop={stop}")
+        self.start, self.stop = start, stop
+        self.manifest: dict | None = None
+
+    @classmethod
+    def from_prepared(
+        cls,
+        path: str | os.PathLike,
+        split: str = "train",
+        *,
+        tokenizer: Any = None,
+        verify: bool = False,
+    ) -> ShardedTokenStream:
+        """Split ``split`` ("train" / "val") of the prepared directory ``path`` (or its
+        ``manifest.json``), checked against the manifest; with ``tokenizer`` also its
+        vocabulary size and fingerprint. ``verify`` recomputes every shard's SHA-256.
+        ``stream.manifest`` holds the manifest. A split without tokens → ValueError."""
+        from_dir = prepared_dir(path)
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        fingerprint = vocab = None
+        if tokenizer is not None:
+            vocab = getattr(tokenizer, "vocab_size", None)
+            try:
+                fingerprint = tokenizer_fingerprint(tokenizer)
+            except TypeError:
+                fingerprint = None
+        manifest = check_prepared(from_dir, vocab_size=vocab, fingerprint=fingerprint,
+                                  verify=verify)  # fmt: skip
+        files = [from_dir / s["file"] for s in manifest["shards"] if s["split"] == split]
+        if not files or not manifest["tokens"].get(split):
+            raise ValueError(
+                f"{from_dir}: the {split!r} split has no tokens (prepare with --val-fraction > 0 "
+                "for a validation split)"
+            )
+        stream = cls(files, dtype=manifest["dtype"])
+        stream.manifest = manifest
+        return stream
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __repr__(self) -> str:
+        return (
+            f"ShardedTokenStream({len(self.paths)} shards from {str(self.paths[0].parent)!r}, "
+            f"start={self.start}, stop={self.stop})"
+        )
+
+    def _gather(self, positions: np.ndarray) -> np.ndarray:
+        """int64 ids at absolute positions (any shape) of the concatenation."""
+        shard = np.searchsorted(self.bounds, positions, side="right") - 1
+        out = np.empty(positions.shape, dtype=np.int64)
+        for s in np.unique(shard):
+            mask = shard == s
+            out[mask] = self._maps[s][positions[mask] - self.bounds[s]]
+        return out
+
+    def __getitem__(self, index: int | slice) -> int | torch.Tensor:
+        n = len(self)
+        if isinstance(index, slice):
+            a, b, step = index.indices(n)
+            if step != 1:
+                raise ValueError("ShardedTokenStream slices must have step 1")
+            b = max(a, b)
+            chunks = []
+            for s, data in enumerate(self._maps):  # the pieces of [start+a, start+b) per shard
+                lo = max(self.start + a, int(self.bounds[s]))
+                hi = min(self.start + b, int(self.bounds[s + 1]))
+                if lo < hi:
+                    chunks.append(data[lo - self.bounds[s] : hi - self.bounds[s]].astype(np.int64))
+            return torch.from_numpy(np.concatenate(chunks) if chunks else np.zeros(0, np.int64))
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a stream of {n} ids")
+        return int(self._gather(np.array([self.start + index % n]))[0])
+
+    def to_tensor(self) -> torch.Tensor:
+        """The whole range as a 1-D ``torch.long`` tensor (N,)."""
+        return self[:]
+
+    def split(self, train_fraction: float = 0.9) -> tuple[ShardedTokenStream, ShardedTokenStream]:
+        """Contiguous ``(train, val)`` views, cut as ``split_token_stream`` cuts a tensor."""
+        if not isinstance(train_fraction, (int, float)) or not 0.0 < train_fraction < 1.0:
+            raise ValueError(
+                f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction}"
+            )
+        n_train = int(len(self) * train_fraction)
+        if n_train == 0 or n_train == len(self):
+            raise ValueError(
+                f"split of {len(self)} tokens at train_fraction={train_fraction} leaves an empty "
+                "side; pass more tokens or a fraction closer to 0.5"
+            )
+        cut = self.start + n_train
+        views = []
+        for a, b in ((self.start, cut), (cut, self.stop)):
+            view = object.__new__(ShardedTokenStream)
+            view.__dict__.update(self.__dict__, start=a, stop=b)
+            views.append(view)
+        return views[0], views[1]
+
+    def get_lm_batch(
+        self, batch_size: int, context_length: int, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random windows x, y (B, T) long on CPU, drawn as ``get_lm_batch`` draws them."""
+        n = len(self)
+        if n < context_length + 1:
+            raise ValueError(
+                f"{self} is too short: {n} tokens, need at least context_length + 1 = "
+                f"{context_length + 1}"
+            )
+        starts = torch.randint(0, n - context_length, (batch_size,), generator=generator)  # (B,)
+        pos = self.start + starts.numpy()[:, None] + np.arange(context_length + 1)[None, :]
+        windows = torch.from_numpy(self._gather(pos))  # (B, T+1)
         return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)

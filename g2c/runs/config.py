@@ -29,6 +29,11 @@ from g2c.pretraining import TrainConfig
 from g2c.transformer import TransformerConfig
 
 SECTIONS = ("data", "model", "train", "run")
+TOKENIZERS = ("bpe", "char", "gpt2")
+GPT2_VOCAB_SIZE = 50_257  # GPT-2's byte-level BPE: 256 bytes + 50,000 merges + <|endoftext|>
+# Fields added after run directories existed: left out of to_dict while at their default, so
+# every earlier preset, config file and run_config.json reads (and compares) as before.
+_OMITTED_DEFAULTS = {"data": {"shards": None}, "run": {"compile": False}}
 
 
 @dataclasses.dataclass
@@ -37,10 +42,20 @@ class DataConfig:
 
     ``corpus``: registered text dataset names, concatenated (``g2c.data.load_corpus``).
     ``tokenizer``: "bpe" (byte-level BPE trained on the training split with
-    ``BPETokenizer.train_fast``, course special tokens) or "char" (``CharTokenizer``).
-    ``vocab_size``: BPE vocabulary size (ignored for "char"). ``val_fraction``: the tail of
-    the text held out for validation. ``max_chars``: use only the first N characters (smoke
-    runs). ``text_file``: train on this UTF-8 file instead of ``corpus``.
+    ``BPETokenizer.train_fast``, course special tokens), "char" (``CharTokenizer``) or "gpt2"
+    (GPT-2's own 50,257-id byte-level BPE from the packaged files, dataset ``gpt2-tokenizer``).
+    ``vocab_size``: BPE vocabulary size (ignored for "char" and "gpt2"). ``val_fraction``: the
+    tail of the text held out for validation. ``max_chars``: use only the first N characters
+    (smoke runs). ``text_file``: train on this UTF-8 file instead of ``corpus``.
+
+    ``shards``: train on a prepared corpus instead of ``corpus``/``text_file`` — the directory
+    ``g2c data prepare`` wrote (or its ``manifest.json``), read through memory maps
+    (``g2c.pretraining.ShardedTokenStream``), or ``"python-stdlib"`` /
+    ``"python-stdlib/<package>"``: the running Python's standard library, prepared by the same
+    pipeline into the run directory (``g2c.data.python_code``). The tokenizer is the prepared
+    directory's ``tokenizer.json`` (``"gpt2"``: GPT-2's, checked against the manifest); the
+    validation stream is the manifest's ``val`` split, or, when it has none, the last
+    ``val_fraction`` of the training stream (see ``g2c.runs.pretrain.prepare_data``).
     """
 
     corpus: list[str] = dataclasses.field(default_factory=lambda: ["tinyshakespeare"])
@@ -49,13 +64,21 @@ class DataConfig:
     val_fraction: float = 0.1
     max_chars: int | None = None
     text_file: str | None = None
+    shards: str | None = None
 
     def __post_init__(self) -> None:
-        if self.tokenizer not in ("bpe", "char"):
-            raise ValueError(f"data.tokenizer must be 'bpe' or 'char', got {self.tokenizer!r}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(
+                f"data.tokenizer must be 'bpe', 'char' or 'gpt2', got {self.tokenizer!r}"
+            )
+        if self.shards is not None and (not isinstance(self.shards, str) or not self.shards):
+            raise ValueError(
+                f"data.shards must be a prepared directory (g2c data prepare --out) or "
+                f"'python-stdlib', got {self.shards!r}"
+            )
         if isinstance(self.corpus, str):
             self.corpus = [c for c in self.corpus.split(",") if c]
-        if not self.corpus and not self.text_file:
+        if not self.corpus and not self.text_file and not self.shards:
             raise ValueError("data.corpus must name at least one text dataset (or set text_file)")
         if self.vocab_size < 257:
             raise ValueError(f"data.vocab_size must be > 256 for BPE, got {self.vocab_size}")
@@ -76,6 +99,8 @@ class RunSettings:
     training steps is chosen from a measured step time so the whole run (tokenizer, training,
     evaluation, samples, report) fits the budget; ``train.max_steps`` is then ignored.
     ``checkpoint_every``: steps between checkpoints (default: ``train.eval_every``).
+    ``compile``: ``torch.compile`` the model's forward before training (``g2c train
+    --compile``; worth it on GPUs, minutes of compilation on a CPU).
     """
 
     family: str = "ShakespeareLM"
@@ -86,8 +111,11 @@ class RunSettings:
     prompt: str = "\n"
     budget_minutes: float | None = None
     checkpoint_every: int | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"run.compile must be true or false, got {self.compile!r}")
         if self.sample_every < 0:
             raise ValueError(f"run.sample_every must be >= 0, got {self.sample_every}")
         if self.budget_minutes is not None and self.budget_minutes <= 0:
@@ -114,13 +142,19 @@ class RunConfig:
         return TransformerConfig(vocab_size=vocab_size, **self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict with the four sections."""
-        return {
+        """Plain-JSON dict with the four sections (``data.shards`` and ``run.compile`` only
+        when set, so the dicts of configs without them are unchanged)."""
+        d = {
             "data": dataclasses.asdict(self.data),
             "model": dict(self.model),
             "train": self.train.to_dict(),
             "run": dataclasses.asdict(self.run),
         }
+        for section, fields in _OMITTED_DEFAULTS.items():
+            for name, default in fields.items():
+                if d[section][name] == default:
+                    del d[section][name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -308,7 +342,7 @@ PRESETS: dict[str, RunConfig] = {
             "log_every": 1,
             **_ADAMW,
         },
-        {"family": "SpeedrunLM", "sample_every": 200, "budget_minutes": 13.5},  # + ~1 min SFT/DPO
+        {"family": "SpeedrunLM", "sample_every": 200, "budget_minutes": 13.5},  # 15 min - SFT/DPO
     ),  # fmt: skip
     # The speedrun's --smoke variant: the whole pipeline on a 60k-character slice in seconds.
     "speedrun-smoke": _preset(
@@ -333,6 +367,62 @@ PRESETS: dict[str, RunConfig] = {
             **_ADAMW,
         },
         {"family": "SpeedrunLM", "sample_every": 20, "sample_tokens": 30},
+    ),  # fmt: skip
+    # The course capstone's "Specialist": the running Python's standard library (PSF licence,
+    # found at run time), prepared by g2c data prepare's pipeline into RUN/shards, read through
+    # memory maps; the model of examples/14_python_specialist.py.
+    "python-code": _preset(
+        {"shards": "python-stdlib", "tokenizer": "bpe", "vocab_size": 2048, "val_fraction": 0.05},
+        {"embedding_dim": 128, "num_layers": 4, "num_heads": 4, "max_seq_len": 128, **_FAST},
+        {
+            "batch_size": 16,
+            "context_length": 128,
+            "max_steps": 3000,
+            "max_lr": 2e-3,
+            "min_lr": 2e-4,
+            "warmup_steps": 100,
+            "eval_every": 250,
+            "eval_iters": 20,
+            **_ADAMW,
+        },
+        {"family": "PythonLM", "sample_every": 500, "sample_tokens": 256, "prompt": "import "},
+    ),  # fmt: skip
+    # GPT-2 small (124M): 12 layers, 12 heads, width 768, context 1024, GPT-2's tokenizer and
+    # the nanoGPT / llm.c recipe: AdamW (0.9, 0.95), weight decay 0.1, clip 1.0, lr 6e-4 with
+    # 700 warmup steps (llm.c) cosine to 6e-5 over 19,073 steps (10B tokens / 2^19, Karpathy's
+    # build-nanogpt), 16 × 1024 tokens × 32 micro-batches = 524,288 (~0.5M) tokens per step,
+    # bf16 autocast. The corpus here is the local one; point --shards at a prepared
+    # (g2c data prepare --tokenizer gpt2) web corpus for the real thing. On a CPU: shrink it
+    # with --batch-size 1 --grad-accum-steps 1 --context-length 64 (docs/modules/10b-scale.md).
+    "gpt2-124m": _preset(
+        {"corpus": ["tinyshakespeare", "gutenberg"], "tokenizer": "gpt2", "val_fraction": 0.01},
+        {
+            "embedding_dim": 768,
+            "num_layers": 12,
+            "num_heads": 12,
+            "max_seq_len": 1024,
+            "gelu_approximate": "tanh",
+            **_FAST,
+        },
+        {
+            "batch_size": 16,
+            "context_length": 1024,
+            "grad_accum_steps": 32,
+            "max_steps": 19073,
+            "max_lr": 6e-4,
+            "min_lr": 6e-5,
+            "warmup_steps": 700,
+            "weight_decay": 0.1,
+            "optimizer": "adamw",
+            "betas": [0.9, 0.95],
+            "grad_clip": 1.0,
+            "loss_impl": "fused",
+            "autocast_dtype": "bfloat16",
+            "eval_every": 250,
+            "eval_iters": 20,
+            "log_every": 10,
+        },
+        {"family": "GPT2", "sample_every": 1000, "sample_tokens": 64},
     ),  # fmt: skip
 }
 

@@ -7,8 +7,11 @@ report):
 
 1. **tokenizer** (:func:`prepare_data`) — load the corpus, split it contiguously (train | val),
    train a byte-level BPE on the training split with ``BPETokenizer.train_fast`` (which also
-   returns the training ids), encode the validation split; or build a ``CharTokenizer``. Saved
-   into the run directory, so a resumed run reuses them.
+   returns the training ids), encode the validation split; or build a ``CharTokenizer``; or
+   encode with GPT-2's tokenizer (``data.tokenizer = "gpt2"``). Saved into the run directory, so
+   a resumed run reuses them. With ``data.shards`` the data is a prepared corpus instead
+   (:func:`prepare_shards`): memory-mapped shards checked against their manifest, the
+   directory's (or GPT-2's) tokenizer; ``"python-stdlib"`` is prepared into ``RUN/shards``.
 2. **pretraining** (:func:`train`) — ``g2c.pretraining.Trainer`` (AdamW, warmup + cosine) with
    log events written to ``metrics.jsonl``, samples every ``run.sample_every`` steps,
    checkpoints every ``run.checkpoint_every`` steps. With a time budget, ``max_steps`` is chosen
@@ -62,9 +65,21 @@ from typing import Any
 import torch
 
 from g2c.artifacts import RUN_FORMAT, append_jsonl
-from g2c.data import load_corpus, load_token_ids, save_token_ids, split_text
-from g2c.pretraining import Trainer, empty_training_history
-from g2c.runs.config import RunConfig
+from g2c.data import (
+    check_prepared,
+    is_python_stdlib,
+    load_corpus,
+    load_token_ids,
+    prepare_corpus,
+    prepared_dir,
+    python_stdlib_config,
+    python_stdlib_sample,
+    resolve,
+    save_token_ids,
+    split_text,
+)
+from g2c.pretraining import ShardedTokenStream, Trainer, empty_training_history
+from g2c.runs.config import GPT2_VOCAB_SIZE, RunConfig
 from g2c.runs.registry import model_name
 from g2c.runs.report import write_plots, write_report
 from g2c.runs.rundir import RunDir
@@ -106,7 +121,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     are checked: ``train.context_length <= model.max_seq_len``, ``train.warmup_steps <=
     train.max_steps`` (``apply_overrides`` already shortens a preset's warmup for a shorter
     ``--max-steps``), a BPE ``data.vocab_size`` above the byte + special ids, an existing
-    ``data.text_file``. The returned config has ``train.seed`` resolved (1337 when None).
+    ``data.text_file``, a finished prepared corpus at ``data.shards`` whose shards match its
+    manifest (and GPT-2's vocabulary for ``data.tokenizer = "gpt2"``). The returned config has
+    ``train.seed`` resolved (1337 when None).
     """
     cfg = RunConfig.from_dict(cfg.to_dict())  # every section's own __post_init__ checks
     model = cfg.model_config(max(_PLACEHOLDER_VOCAB, cfg.data.vocab_size))
@@ -123,6 +140,14 @@ def validate(cfg: RunConfig) -> RunConfig:
               f"{cfg.data.vocab_size} must exceed the {base} byte + special ids")  # fmt: skip
     if cfg.data.text_file and not Path(cfg.data.text_file).is_file():
         raise FileNotFoundError(f"--text-file {cfg.data.text_file} does not exist")
+    if cfg.data.shards and is_python_stdlib(cfg.data.shards):
+        python_stdlib_config(cfg.data.shards)  # a package that is not there → ValueError
+        check(cfg.data.tokenizer in ("bpe", "gpt2"), "data.tokenizer",
+              f"{cfg.data.shards!r} is tokenized with 'bpe' (trained on it) or 'gpt2', "
+              f"not {cfg.data.tokenizer!r}")  # fmt: skip
+    elif cfg.data.shards:  # missing / unfinished / truncated / another vocabulary: no write
+        check_prepared(cfg.data.shards,
+                       vocab_size=GPT2_VOCAB_SIZE if cfg.data.tokenizer == "gpt2" else None)  # fmt: skip
     check(cfg.run.checkpoint_every is None or cfg.run.checkpoint_every >= 1,
           "run.checkpoint_every", f"must be >= 1 or None, got {cfg.run.checkpoint_every}")  # fmt: skip
     check(cfg.run.sample_tokens >= 1, "run.sample_tokens",
@@ -161,7 +186,13 @@ def prepare_data(
 
     Returns ``(tokenizer, train_ids (N,), val_ids (M,), info)``, info with ``val_bytes``,
     ``train_chars``, ``reused`` (True when read back from the run directory).
+
+    With ``data.shards`` the token streams are :class:`~g2c.pretraining.ShardedTokenStream`
+    memory maps of a prepared corpus instead (:func:`prepare_shards`). ``data.tokenizer =
+    "gpt2"`` encodes the text with GPT-2's tokenizer (nothing trained).
     """
+    if cfg.data.shards:
+        return prepare_shards(cfg, rd, data_path)
     if rd.tokenizer.is_file() and rd.train_ids.is_file() and rd.val_ids.is_file():
         info = rd.load_stages().get("tokenizer", {})
         tok = load_tokenizer(rd.tokenizer)
@@ -173,6 +204,9 @@ def prepare_data(
         tok = BPETokenizer.with_course_special_tokens()
         train_ids = tok.train_fast(train_text, cfg.data.vocab_size)
         val_ids = tok.encode_fast(val_text)
+    elif cfg.data.tokenizer == "gpt2":
+        tok = gpt2_tokenizer(data_path)
+        train_ids, val_ids = tok.encode_fast(train_text), tok.encode_fast(val_text)
     else:
         tok = CharTokenizer(text)
         train_ids, val_ids = tok.encode(train_text), tok.encode(val_text)
@@ -191,11 +225,107 @@ def prepare_data(
     return tok, load_token_ids(rd.train_ids), load_token_ids(rd.val_ids), info
 
 
+def gpt2_tokenizer(data_path: str | os.PathLike | None = None):
+    """GPT-2's byte-level BPE (50,257 ids, ``<|endoftext|>`` = 50256) from the packaged
+    ``gpt2-tokenizer`` files (``$G2C_DATA_DIR/gpt2_tokenizer`` or ``data_path``; no download)."""
+    return load_tokenizer(resolve("gpt2-tokenizer", data_path, download=False))
+
+
+def shards_dir(cfg: RunConfig, rd: RunDir) -> Path:
+    """Where the run's prepared corpus is: ``data.shards`` (a directory or its manifest), or
+    ``RUN/shards`` for ``python-stdlib``, which the run prepares itself."""
+    if is_python_stdlib(cfg.data.shards):
+        return rd.root / "shards"
+    return prepared_dir(cfg.data.shards)
+
+
+def open_streams(
+    cfg: RunConfig, rd: RunDir, tokenizer=None
+) -> tuple[ShardedTokenStream, ShardedTokenStream]:
+    """The (train, val) memory-mapped streams of the run's prepared corpus, checked against its
+    manifest (with ``tokenizer``: also its vocabulary and fingerprint).
+
+    Validation: the manifest's ``val`` split (documents held out by hash at preparation) when
+    it has tokens; otherwise the last ``data.val_fraction`` of the training stream (a
+    contiguous tail, as the text corpora are split), and training uses the rest."""
+    root = shards_dir(cfg, rd)
+    train = ShardedTokenStream.from_prepared(root, "train", tokenizer=tokenizer)
+    if train.manifest["tokens"].get("val", 0) > cfg.train.context_length:
+        return train, ShardedTokenStream.from_prepared(root, "val")
+    return train.split(1.0 - cfg.data.val_fraction)
+
+
+def _prepare_python_stdlib(cfg: RunConfig, rd: RunDir, data_path) -> None:
+    """Tokenizer (a BPE of ``data.vocab_size`` trained on the first ``data.max_chars`` or
+    2,000,000 characters of the corpus, or GPT-2's) and ``RUN/shards`` for ``python-stdlib``;
+    both reused when already there (``prepare_corpus`` resumes or returns at once)."""
+    spec = cfg.data.shards
+    if rd.tokenizer.is_file():
+        tok = load_tokenizer(rd.tokenizer)
+    elif cfg.data.tokenizer == "gpt2":
+        tok = gpt2_tokenizer(data_path)
+    else:
+        tok = BPETokenizer.with_course_special_tokens()
+        tok.train_fast(python_stdlib_sample(spec, cfg.data.max_chars or 2_000_000),
+                       cfg.data.vocab_size)  # fmt: skip
+    prep = python_stdlib_config(spec, tokenizer=cfg.data.tokenizer,
+                                val_fraction=cfg.data.val_fraction)  # fmt: skip
+    tok.save(rd.tokenizer)  # before the shards: an interrupted preparation resumes with it
+    prepare_corpus(prep, tok, shards_dir(cfg, rd))
+
+
+def prepare_shards(
+    cfg: RunConfig, rd: RunDir, data_path=None
+) -> tuple[Any, ShardedTokenStream, ShardedTokenStream, dict]:
+    """The ``data.shards`` case of :func:`prepare_data`: the prepared corpus's tokenizer and
+    its (train, val) streams (:func:`open_streams`); the tokenizer is saved into the run.
+
+    The tokenizer: ``data.tokenizer = "gpt2"`` → GPT-2's; otherwise the prepared directory's
+    ``tokenizer.json``; either way checked against the manifest (vocabulary size and
+    fingerprint) — shards tokenized with another tokenizer → ValueError. ``python-stdlib``
+    is prepared into ``RUN/shards`` first (:func:`_prepare_python_stdlib`)."""
+    reused = rd.tokenizer.is_file()
+    if is_python_stdlib(cfg.data.shards):
+        _prepare_python_stdlib(cfg, rd, data_path)
+    root = shards_dir(cfg, rd)
+    if cfg.data.tokenizer == "gpt2" and not is_python_stdlib(cfg.data.shards):
+        tok = gpt2_tokenizer(data_path)
+    elif (root / "tokenizer.json").is_file():
+        tok = load_tokenizer(root / "tokenizer.json")
+    else:
+        raise ValueError(
+            f"data.shards {str(root)!r} has no tokenizer.json; if it was prepared with "
+            "--tokenizer gpt2 set data.tokenizer to 'gpt2' (--tokenizer gpt2)"
+        )
+    train, val = open_streams(cfg, rd, tok)
+    tok.save(rd.tokenizer)
+    manifest = train.manifest
+    info = {
+        "shards": str(root),
+        "shard_files": len(manifest["shards"]),
+        "dtype": manifest["dtype"],
+        "train_tokens": len(train),
+        "val_tokens": len(val),
+        "val_source": "manifest" if manifest["tokens"].get("val") == len(val) else "tail",
+        "vocab_size": tok.vocab_size,
+        "funnel": manifest.get("funnel"),
+        "reused": reused,
+    }
+    return tok, train, val, info
+
+
 # -- 3. model, trainer, budget --------------------------------------------------------------------
 def build_model(cfg: RunConfig, vocab_size: int, seed: int) -> TransformerLM:
     """The run's TransformerLM, initialised from its own generator (seeded: reproducible)."""
     gen = torch.Generator().manual_seed(seed)
     return TransformerLM.from_config(cfg.model_config(vocab_size), generator=gen)
+
+
+def compile_model(model: TransformerLM, backend: str = "inductor") -> TransformerLM:
+    """``torch.compile`` the model's forward in place (``run.compile``, ``g2c train
+    --compile``); the weights, state dict and checkpoints are unchanged. Returns ``model``."""
+    model.forward = torch.compile(model.forward, backend=backend)
+    return model
 
 
 def build_trainer(cfg: RunConfig, model: TransformerLM) -> Trainer:
@@ -410,6 +540,8 @@ def train(
         stage.save_config(cfg.to_dict())
     model = build_model(cfg, tok.vocab_size, cfg.train.seed)
     model.activation_checkpointing = parallel.activation_checkpointing
+    if cfg.run.compile:
+        compile_model(model)
     trainer = build_trainer(cfg, model)
     history, resumed_from = empty_training_history(), None
     if parallel.active:  # the followers build the same model, then every rank wraps it
@@ -576,7 +708,7 @@ def run(
             RUN_FORMAT, name=model_name(cfg.run.family, model.num_parameters()),
             family=cfg.run.family, status="complete", num_parameters=model.num_parameters(),
             run_config=cfg.to_dict(), model_config=model.config.to_dict(),
-            data=cfg.data.corpus if not cfg.data.text_file else [cfg.data.text_file],
+            data=_data_names(cfg),
             metrics=metrics, environment=environment(trainer.device, threads, command),
         )  # fmt: skip
         write_report(rd.root)
@@ -584,6 +716,12 @@ def run(
                          run_.history, run_.resumed_from)  # fmt: skip
     finally:
         stage.end_session()
+
+
+def _data_names(cfg: RunConfig) -> list[str]:
+    if cfg.data.shards:
+        return [cfg.data.shards]
+    return cfg.data.corpus if not cfg.data.text_file else [cfg.data.text_file]
 
 
 def _follow(
@@ -596,13 +734,19 @@ def _follow(
     cfg = RunConfig.from_dict(shared["cfg"])
     model = build_model(cfg, shared["vocab_size"], cfg.train.seed)
     model.activation_checkpointing = parallel.activation_checkpointing
+    if cfg.run.compile:
+        compile_model(model)
     trainer = build_trainer(cfg, model).distribute(parallel.strategy, parallel.context)
     history = empty_training_history()
     if shared["resume"]:
         history = trainer.load_checkpoint(rd.checkpoint)["history"]
         trainer.max_steps = cfg.train.max_steps
+    if cfg.data.shards:  # rank 0 prepared and checked them before sharing the config
+        train_src, val_src = open_streams(cfg, rd)
+    else:
+        train_src, val_src = load_token_ids(rd.train_ids), load_token_ids(rd.val_ids)
     history = trainer.train(
-        load_token_ids(rd.train_ids), load_token_ids(rd.val_ids), history=history,
+        train_src, val_src, history=history,
         checkpoint_path=rd.checkpoint, checkpoint_every=cfg.run.checkpoint_every or cfg.train.eval_every,
         checkpoint_extra={"run_format": RUN_FORMAT}, control=LoopControl(),
     )  # fmt: skip
