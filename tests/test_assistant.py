@@ -422,6 +422,26 @@ def test_engine_native_turn_streams_tokens(tiny):
     assert tokens.strip() == turn.content and turn.completion_tokens > 0
 
 
+def test_small_context_turns_tools_off_and_caps_replies_with_notices():
+    """The speedrun model's 128-token context cannot hold the tool listing: the assistant
+    answers without tools and caps replies at half the context, saying so once."""
+    tok = BPETokenizer.with_course_special_tokens()
+    model = TransformerLM(len(tok.vocab), 32, 2, 4, 128, generator=torch.Generator().manual_seed(1))
+    small = LocalTransformerBackend(model, tok, chat_template=ChatTemplate(), model_id="small")
+    a = Assistant(small, calc_registry(), config=AssistantConfig(max_new_tokens=100))
+    assert a.context_tokens == 128 and a.small_context and a.tool_mode == "native"
+    first = events_of(a, "hi")
+    notices = [e["text"] for e in first if e["type"] == "notice"]
+    assert any("tools off" in n for n in notices) and any("capped at 64" in n for n in notices)
+    turn = first[-1]["turn"]
+    assert turn.completion_tokens <= 64 and not turn.tool_calls
+    again = events_of(a, "and again")
+    assert not [e for e in again if e["type"] == "notice" and "tools off" in e["text"]]
+    roomy = Assistant(small, calc_registry(), config=AssistantConfig(max_new_tokens=16,
+                                                                     tool_mode="none"))  # fmt: skip
+    assert not roomy.small_context
+
+
 # -- factory and CLI ---------------------------------------------------------------------------------
 def test_build_assistant_wires_tools_and_rag(tmp_path, retriever):
     (tmp_path / "notes.txt").write_text("the key is 42\n")

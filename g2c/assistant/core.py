@@ -240,6 +240,7 @@ class Assistant:
         self._conversation = conversation if conversation is not None else Conversation()
         self._conversation_id: str | None = None
         self._pending: list[str] = []
+        self._noted_small = False  # the small-context notices are shown once
         if conversation_id is not None:
             self.open(conversation_id)
 
@@ -367,7 +368,7 @@ class Assistant:
             self.store.append(self._conversation_id, message)
 
     # -- prompt building ----------------------------------------------------------------------
-    def _system_text(self, extra: str | None) -> str:
+    def _system_text(self, extra: str | None, mode: str | None = None) -> str:
         """The system prompt: ``config.system``, else the conversation's own system message,
         else :data:`DEFAULT_SYSTEM` (+ :data:`TOOL_HINT` when tools are on); then ``extra``
         (the RAG instructions)."""
@@ -375,7 +376,7 @@ class Assistant:
         if system is None:
             first = self._conversation.messages[:1]
             system = first[0].content if first and first[0].role == "system" else DEFAULT_SYSTEM
-            if system == DEFAULT_SYSTEM and self.tool_mode != "none":
+            if system == DEFAULT_SYSTEM and (mode or self.tool_mode) != "none":
                 system += " " + TOOL_HINT
         return system + ("\n\n" + extra if extra else "")
 
@@ -473,9 +474,20 @@ class Assistant:
 
             # the prompt, fitted to the context
             mode = self.tool_mode
-            system = self._system_text(rag.system if rag else None)
+            max_new = self._max_new_tokens()
+            if max_new < cfg.max_new_tokens and not self._noted_small:
+                yield notice(f"replies capped at {max_new} tokens: half of the model's "
+                             f"{self.context_tokens}-token context")  # fmt: skip
+            if mode != "none" and self.small_context:
+                if not self._noted_small:
+                    yield notice(f"tools off: their descriptions do not fit the model's "
+                                 f"{self.context_tokens}-token context")  # fmt: skip
+                mode = "none"
+            self._noted_small = True
+            state["mode"] = mode
+            system = self._system_text(rag.system if rag else None, mode)
             last_user = rag.messages[-1]["content"] if rag else None
-            budget = self.context_tokens - cfg.max_new_tokens - self._tool_reserve(mode)
+            budget = self.context_tokens - max_new - self._tool_reserve(mode)
             count = lambda dicts: self.count_tokens(self._build(dicts, system, last_user))  # noqa: E731
             for message in self._conversation.fit_to_context(count, max(budget, 1)):
                 yield notice(message)
@@ -501,8 +513,21 @@ class Assistant:
             self._save_answer(turn, state, t0)
             raise
 
+    def _max_new_tokens(self) -> int:
+        """``config.max_new_tokens``, at most half the context (a small g2c model's 128)."""
+        return max(1, min(self._config.max_new_tokens, self.context_tokens // 2))
+
+    @property
+    def small_context(self) -> bool:
+        """True when the tool listing would leave less than a quarter of the context for the
+        conversation: the assistant then answers without tools (a notice says so)."""
+        if not len(self.registry) or self._config.tool_mode == "none":
+            return False
+        left = self.context_tokens - self._max_new_tokens() - self._tool_reserve("native")
+        return left < self.context_tokens // 4
+
     def _sample(self) -> dict[str, Any]:
-        return self._config.sampling()
+        return {**self._config.sampling(), "max_new_tokens": self._max_new_tokens()}
 
     def _pump(self, stream: Any, turn: AssistantTurn, state: dict) -> Iterator[dict[str, Any]]:
         """Yield the stream's text pieces as token events; count its tokens."""

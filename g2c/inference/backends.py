@@ -898,7 +898,7 @@ def backend_from_spec(
     model_id: str | None = None,
     api_key: str | None = None,
     device: str = "cpu",
-    max_len: int = 2048,
+    max_len: int | None = 2048,
     load: Callable[[str], Any] | None = None,
 ) -> Backend:
     """A :class:`Backend` for a ``--model`` string.
@@ -910,7 +910,8 @@ def backend_from_spec(
       ``model_id``, else (OpenAI) the first one the server lists (:func:`served_model`);
     - anything else → ``load(spec)`` (default ``g2c.transformer.load_model(spec,
       device=device)``; a caller above the loader may pass one that also reads LoRA runs) on
-      g2c's engine with the model's own chat template.
+      g2c's engine with the model's own chat template; its KV cache holds ``max_len``
+      positions, capped at the model's ``max_seq_len`` (None: the engine's default).
 
     Raises:
         ValueError: an empty spec, an unknown ``api``, Ollama without a model name, a local
@@ -941,4 +942,6 @@ def backend_from_spec(
     loaded = load(spec) if load is not None else _load_model(spec, device=device)
     if loaded.tokenizer is None:
         raise ValueError(f"model {spec} comes without a tokenizer; it cannot read prompts")
+    if max_len is not None:  # never more than the model's own context (a small g2c run)
+        max_len = min(int(max_len), int(getattr(loaded.model, "max_seq_len", max_len)))
     return LocalTransformerBackend.from_loaded(loaded, model_id=model_id or spec, max_len=max_len)
