@@ -395,6 +395,12 @@ class Assistant:
         """The prompt size of ``messages`` in tokens: g2c's engine renders them with the model's
         chat template and counts exactly; other backends: characters / 4, rounded up, plus 4
         per message (an estimate)."""
+        fn = getattr(self._backend, "count_chat_tokens", None)  # the server's own backend
+        if callable(fn):
+            try:
+                return int(fn(messages))
+            except Exception:  # noqa: BLE001 - fall back to the estimate
+                pass
         if isinstance(self._backend, LocalTransformerBackend):
             try:
                 return len(self._backend.engine.chat_prompt(

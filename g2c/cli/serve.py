@@ -3,18 +3,24 @@
     g2c serve smollm2                                  # http://127.0.0.1:8000
     g2c serve runs/speedrun --port 11434               # where Ollama clients look
     g2c serve model.gguf --host 0.0.0.0 --api-key KEY  # other machines: a key is required
+    g2c serve smollm2 --rag docs.sqlite --tools-root ~/notes  # the assistant's corpus and files
 
 MODEL is a run directory, a run name from `g2c models list`, a saved model directory, a GGUF
 file or `smollm2`. Clients: any OpenAI client with base_url http://HOST:PORT/v1, any Ollama
-client with host http://HOST:PORT. Ctrl-C stops accepting requests, lets the open ones finish,
-then exits. See docs/guides/serve.md.
+client with host http://HOST:PORT, a browser at http://HOST:PORT/ (the web chat). Besides
+MODEL the server answers as the assistant, model "g2c-assistant" (tools, RAG over --rag,
+conversations stored in --store) unless --no-assistant. Ctrl-C stops accepting requests, lets
+the open ones finish, then exits. See docs/guides/serve.md and docs/guides/web-chat.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+from typing import Any
 
+from g2c.assistant import ConversationStore, build_assistant, open_rag_index
 from g2c.cli._common import add_runtime_flags, err_console, set_threads
 from g2c.nn import resolve_device
 from g2c.runs.sft import load_any
@@ -41,6 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="requests that may wait for a slot; more get 503 (default: 64)")  # fmt: skip
     p.add_argument("--max-len", type=int, default=None,
                    help="context per request in tokens (default: min(model's, 2048))")  # fmt: skip
+    p.add_argument("--no-assistant", action="store_true",
+                   help="do not serve the assistant (model g2c-assistant): MODEL only")  # fmt: skip
+    p.add_argument("--tools-root", default=None, metavar="DIR",
+                   help="the folder the assistant's file tools and run_python see (default: "
+                        "the current folder)")  # fmt: skip
+    p.add_argument("--rag", default=None, metavar="INDEX",
+                   help="a `g2c rag index` file the assistant answers from, with citations")  # fmt: skip
+    p.add_argument("--store", default=None, metavar="PATH",
+                   help="the conversations' SQLite file (default: $G2C_CONVERSATIONS, else "
+                        "$G2C_HOME/conversations.sqlite)")  # fmt: skip
+    p.add_argument("--no-web", action="store_true", help="do not serve the chat page at /")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
     add_runtime_flags(p)
@@ -56,16 +73,34 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) < (1 if flag == "max_batch_size" else 0):
             raise ValueError(f"--{flag.replace('_', '-')} must be positive, got "
                              f"{getattr(args, flag)}")  # fmt: skip
+    # the assistant's inputs, checked before the model loads (a mistake costs no waiting)
+    tools_root = Path(args.tools_root).expanduser() if args.tools_root else Path.cwd()
+    if not tools_root.is_dir():
+        raise FileNotFoundError(f"--tools-root: no folder {args.tools_root}")
+    rag = Path(args.rag).expanduser() if args.rag and not args.no_assistant else None
+    if rag is not None:
+        open_rag_index(rag)  # missing or damaged → AssistantError now, not after loading
+    store = ConversationStore(Path(args.store).expanduser() if args.store else None)
     set_threads(args.threads)
     device = str(resolve_device(args.device))
     loaded = load_any(args.model, device=device)[1]
     model_id = args.model_id or default_model_id(args.model)
+
+    def make_assistant(backend: Any) -> Any:  # around the server's own engine (ServerBackend)
+        return build_assistant(backend, rag_index=rag, tools_root=tools_root)
+
+    url = f"http://{args.host}:{args.port}"
     err_console.print(
         f"g2c serve — {model_id} ({loaded.kind}, context {loaded.model.max_seq_len} tokens) on "
-        f"http://{args.host}:{args.port}  (OpenAI: /v1, Ollama: /api)"
+        f"{url}  (OpenAI: /v1, Ollama: /api"
+        + ("" if args.no_web else f", web chat: {url}/")
+        + ("" if args.no_assistant else ", assistant: model g2c-assistant")
+        + ")"
         + ("  [API key required]" if args.api_key else "")
     )
     serve(loaded, host=args.host, port=args.port, api_key=args.api_key, model_id=model_id,
           max_batch_size=args.max_batch_size, max_queue=args.max_queue, max_len=args.max_len,
-          log_level=args.log_level)  # fmt: skip
+          log_level=args.log_level, store=store,
+          assistant=None if args.no_assistant else make_assistant,
+          web_ui=not args.no_web)  # fmt: skip
     return 0

@@ -5,6 +5,10 @@
 ``/api/version``, ``/api/tags``, ``/api/show``, ``/api/generate``, ``/api/chat``, ``/api/embed``
 (Ollama). Every request goes through one :class:`~g2c.inference.Engine` driven by a
 :class:`Scheduler` thread (continuous batching, a bounded queue). See docs/guides/serve.md.
+
+The web chat (:mod:`g2c.serve.assistant_api`): the page at ``/``, stored conversations at
+``/api/conversations``, and the assistant as the model ``g2c-assistant`` — its model calls go
+through the same scheduler via :class:`ServerBackend`. See docs/guides/web-chat.md.
 """
 
 from g2c.serve._common import APIError, ServerState, embed_ids
@@ -17,7 +21,9 @@ from g2c.serve.app import (
     is_loopback,
     serve,
 )
+from g2c.serve.assistant_api import WebChat
 from g2c.serve.scheduler import QueueFull, Scheduler, SchedulerClosed, Ticket
+from g2c.serve.server_backend import ServerBackend
 
 __all__ = [
     "create_app",
@@ -34,4 +40,6 @@ __all__ = [
     "APIError",
     "ServerState",
     "embed_ids",
+    "ServerBackend",
+    "WebChat",
 ]

@@ -40,7 +40,8 @@ class APIError(Exception):
 @dataclasses.dataclass
 class ServerState:
     """Everything the routes need: the engine, the scheduler, the model's public name and
-    description, the API key (None: open), and when the server started."""
+    description, the API key (None: open), when the server started, and the web chat
+    (:class:`g2c.serve.assistant_api.WebChat`, or None)."""
 
     engine: Engine
     scheduler: Scheduler
@@ -48,6 +49,8 @@ class ServerState:
     details: dict[str, Any]
     api_key: str | None = None
     created: int = dataclasses.field(default_factory=lambda: int(time.time()))
+    #: the web chat: page, stored conversations, the assistant (a WebChat; None: none)
+    chat: Any = None
 
     @property
     def context_length(self) -> int:

@@ -4,7 +4,9 @@
 batching) driven by a :class:`~g2c.serve.scheduler.Scheduler` thread that starts and stops
 with the app's lifespan; :func:`serve` loads a model and runs uvicorn. Routes:
 :mod:`g2c.serve.openai_api` (``/v1/...``) and :mod:`g2c.serve.ollama_api` (``/api/...``),
-plus ``GET /health`` (the scheduler's counters).
+``GET /health`` (the scheduler's counters), and the web chat —
+:mod:`g2c.serve.assistant_api`: the page at ``/``, ``/api/conversations``, and the assistant
+as the model ``g2c-assistant``.
 
 Errors are answers, never tracebacks: malformed JSON → 400, wrong field types or values →
 422, a prompt longer than the context → 400 naming both lengths, an unknown model → 404, a
@@ -31,9 +33,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from g2c import __version__
+from g2c.assistant import ConversationStore
 from g2c.inference import Engine
-from g2c.serve import ollama_api, openai_api
+from g2c.serve import assistant_api, ollama_api, openai_api
 from g2c.serve._common import APIError, ServerState
+from g2c.serve.assistant_api import PUBLIC_PATHS, WebChat
 from g2c.serve.scheduler import Scheduler
 from g2c.transformer import load_model
 
@@ -81,8 +85,9 @@ def _error(request: HTTPRequest | str, status: int, message: str, *, param: str 
 
 
 class _BearerAuth:
-    """ASGI middleware: with an API key set, every HTTP route but ``/health`` needs
-    ``Authorization: Bearer KEY`` (compared in constant time); else 401."""
+    """ASGI middleware: with an API key set, every HTTP route but ``/health`` and the chat
+    page's files (:data:`PUBLIC_PATHS`) needs ``Authorization: Bearer KEY`` (compared in
+    constant time); else 401."""
 
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app = app
@@ -90,7 +95,7 @@ class _BearerAuth:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         key = self.state.api_key
-        if key and scope["type"] == "http" and scope["path"] != "/health":
+        if key and scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
             header = dict(scope.get("headers") or ()).get(b"authorization", b"")
             scheme, _, token = header.decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -133,6 +138,9 @@ def create_app(
     max_queue: int = 64,
     max_len: int | None = None,
     retry_after: int = 1,
+    assistant: Any = None,
+    store: ConversationStore | str | Path | None = None,
+    web_ui: bool = True,
 ) -> FastAPI:
     """The ASGI app serving ``model``.
 
@@ -147,6 +155,16 @@ def create_app(
         max_len: KV-cache columns per slot, the context a request may use (default
             ``min(max_seq_len, 2048)``; ignored for an Engine).
         retry_after: seconds in the ``Retry-After`` header of a 503.
+        assistant: None (no assistant), a :class:`g2c.assistant.Assistant`, or a callable
+            ``(backend) -> Assistant`` called once with a
+            :class:`~g2c.serve.server_backend.ServerBackend` (the server's own engine, e.g.
+            ``lambda b: build_assistant(b, tools_root=...)``): requests for the model named
+            ``assistant.config.name`` ("g2c-assistant") run it, each on a fresh
+            :class:`~g2c.assistant.Assistant` sharing its backend, tools, retriever and config.
+        store: the web chat's :class:`~g2c.assistant.ConversationStore` (or its path; default
+            :func:`g2c.assistant.conversations_path`, opened on first use).
+        web_ui: serve the chat page at ``/`` (to browsers; other clients get the JSON
+            description) and ``/static/...``.
 
     The scheduler thread starts with the app (its lifespan) and, on shutdown, lets accepted
     requests finish. Bad arguments → ValueError / TypeError naming them, before any work.
@@ -167,6 +185,8 @@ def create_app(
         raise ValueError("the engine has no tokenizer; the server works on text")
     scheduler = Scheduler(engine, max_queue=max_queue, retry_after=retry_after)
     state = ServerState(engine, scheduler, model_id, _describe(loaded, engine, None), api_key)
+    state.chat = WebChat(state, assistant=assistant, store=store, web_ui=web_ui,
+                         max_runs=max(4, engine.max_batch_size))  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -206,8 +226,11 @@ def create_app(
         return _error(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
     @app.get("/")
-    async def root() -> dict:
+    async def root(request: HTTPRequest) -> Any:
+        if web_ui and "text/html" in request.headers.get("accept", ""):
+            return state.chat.page("index.html")  # a browser: the chat page
         return {"name": "g2c serve", "version": __version__, "model": model_id,
+                "assistant": state.chat.name, "web_chat": "/" if web_ui else None,
                 "apis": ["/v1 (OpenAI)", "/api (Ollama)"]}  # fmt: skip
 
     @app.get("/health")
@@ -215,6 +238,7 @@ def create_app(
         return {"status": "ok" if scheduler.running else "stopping", "model": model_id,
                 **scheduler.stats()}  # fmt: skip
 
+    app.include_router(assistant_api.router(state.chat))
     app.include_router(openai_api.router(state))
     app.include_router(ollama_api.router(state))
     return app
@@ -240,10 +264,14 @@ def serve(
     max_queue: int = 64,
     max_len: int | None = None,
     log_level: str = "info",
+    assistant: Any = None,
+    store: ConversationStore | str | Path | None = None,
+    web_ui: bool = True,
 ) -> None:
     """Load ``model`` (a run directory, ``"smollm2"``, a GGUF or safetensors path — anything
     ``g2c.transformer.load_model`` reads — or an already loaded model) and serve it until
-    interrupted. A non-loopback ``host`` without ``api_key`` → ValueError before loading."""
+    interrupted; ``assistant``, ``store``, ``web_ui`` as in :func:`create_app`. A non-loopback
+    ``host`` without ``api_key`` → ValueError before loading."""
     check_bind(host, api_key)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"port must be an int in [0, 65535], got {port!r}")
@@ -251,5 +279,6 @@ def serve(
         model_id = model_id or default_model_id(str(model))
         model = load_model(model, device=device)
     app = create_app(model, model_id=model_id or "g2c", api_key=api_key,
-                     max_batch_size=max_batch_size, max_queue=max_queue, max_len=max_len)  # fmt: skip
+                     max_batch_size=max_batch_size, max_queue=max_queue, max_len=max_len,
+                     assistant=assistant, store=store, web_ui=web_ui)  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level=log_level)

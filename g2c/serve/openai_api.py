@@ -10,6 +10,10 @@ none / a named function) returning ``tool_calls``, ``response_format`` (``json_o
 ``json_schema``) enforced by constrained decoding; extras ``top_k`` and
 ``repetition_penalty``. Refused with 400: ``n`` > 1, ``logprobs``, ``echo``, ``suffix``,
 ``best_of`` > 1, ``dimensions``, non-text content parts. Other unknown fields are ignored.
+
+g2c's extensions: ``"model": "g2c-assistant"`` (when the server runs the assistant) answers
+through :func:`g2c.serve.assistant_api.assistant_completion`; ``conversation_id`` appends the
+exchange to a stored conversation (the web chat sends it).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from fastapi import Request as HTTPRequest
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from g2c.serve import assistant_api
 from g2c.serve._common import (
     APIError,
     Body,
@@ -102,6 +107,8 @@ class ChatBody(Sampling):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     top_logprobs: int | None = None
+    #: g2c's extension: append this exchange to the stored conversation (the web chat sends it)
+    conversation_id: str | None = None
 
 
 class CompletionBody(Sampling):
@@ -232,20 +239,37 @@ def router(state: ServerState) -> APIRouter:
         return {"id": state.model_id, "object": "model", "created": state.created,
                 "owned_by": "g2c", "context_length": state.context_length}  # fmt: skip
 
+    def extra_cards() -> list[dict[str, Any]]:
+        return state.chat.model_cards() if state.chat is not None else []
+
     @api.get("/models")
     async def list_models() -> dict:
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [model_card(), *extra_cards()]}
 
     @api.get("/models/{model_id:path}")
     async def get_model(model_id: str) -> dict:
+        for card in extra_cards():
+            if card["id"] == model_id:
+                return card
         state.check_model(model_id)
         return model_card()
 
     @api.post("/chat/completions")
     async def chat_completions(request: HTTPRequest):
         body = await parse_body(request, ChatBody)
+        chat = state.chat
+        if chat is not None and chat.name is not None and body.model == chat.name:
+            _unsupported(body)
+            return await assistant_api.assistant_completion(chat, body, request)
         state.check_model(body.model)
         _unsupported(body)
+        cid = user = None
+        if body.conversation_id is not None:
+            if chat is None:
+                raise APIError(400, "conversation_id needs the web chat's conversation store",
+                               param="conversation_id")  # fmt: skip
+            cid = chat.conversation(body.conversation_id)
+            user = assistant_api.last_user_text(body)
         fns, required = _tool_setup(body)
         fmt = _response_format(body)
         if fns and fmt:
@@ -268,9 +292,19 @@ def router(state: ServerState) -> APIRouter:
                 "system_fingerprint": "g2c"}  # fmt: skip
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
-            return EventStream(_chat_stream(ticket, head, usage), ticket)
+            chunks = _chat_stream(ticket, head, usage)
+            if cid is not None:
+                chunks = assistant_api.stored_stream(
+                    chunks, chat, cid, user, ticket, state.model_id
+                )
+            return EventStream(chunks, ticket)
+        t0 = time.perf_counter()
         await finished(ticket, request)
         content, call = split_tool_call(ticket)
+        if cid is not None:
+            assistant_api.store_exchange(chat, cid, user, content, model=state.model_id,
+                                         stopped=ticket.cancelled,
+                                         latency_ms=(time.perf_counter() - t0) * 1000)  # fmt: skip
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
         reason = FINISH.get(ticket.finish_reason or "stop", "stop")
         if call is not None:
