@@ -23,6 +23,9 @@ from g2c.artifacts import RUN_FORMAT, write_manifest
 from g2c.cli import main
 from g2c.inference import LocalTransformerBackend
 from g2c.rag import (
+    DEFAULT_ALPHA,
+    DEFAULT_FUSION,
+    BM25Retriever,
     Chunk,
     DenseRetriever,
     HashEmbedder,
@@ -33,17 +36,22 @@ from g2c.rag import (
     RAGPipeline,
     RetrievedChunk,
     SQLiteIndex,
+    alpha_weights,
     assemble_rag_prompt,
     chunk_document,
     chunk_text,
+    convex_fusion,
     evaluate_run,
+    hybrid_key,
     index_retriever,
     load_documents,
     make_search,
+    min_max,
     ndcg_at_k,
     recall_at_k,
     reciprocal_rank,
     reciprocal_rank_fusion,
+    run_retrieval_eval,
     top_k,
 )
 from g2c.rag.pipeline import DONT_KNOW, cited_sources
@@ -210,7 +218,9 @@ def test_index_search_modes_and_make_search(docs, tmp_path):
             hits = index_retriever(index, mode).retrieve("what do magnets attract?", 3)
             assert hits[0].chunk.source.endswith("magnets.pdf"), mode
         hybrid = index_retriever(index, "hybrid").retrieve("water vapor fog", 2)[0]
-        assert {"dense", "bm25", "rrf"} <= set(hybrid.scores)
+        assert {"dense", "bm25", DEFAULT_FUSION} <= set(hybrid.scores)
+        plain = index_retriever(index, "hybrid", fusion="rrf", alpha=0.5)
+        assert {"dense", "bm25", "rrf"} <= set(plain.retrieve("water vapor fog", 2)[0].scores)
         assert index.search_bm25("!!! ???", 5) == []  # no words: no FTS5 syntax error
         assert index.search_bm25('fog" OR NEAR(', 1)[0][0].source.endswith("fog.md")
         search = make_search(index)
@@ -325,6 +335,84 @@ def test_reciprocal_rank_fusion_by_hand():
     assert math.isclose(fused["c"], 1 / 63 + 1 / 61)
     assert math.isclose(fused["b"], 1 / 62)
     assert [k for k, _ in reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]])] == ["a", "c", "b"]
+
+
+def test_weighted_rrf_and_convex_fusion_by_hand():
+    lists = [["a", "b", "c"], ["c", "a"]]
+    assert reciprocal_rank_fusion(lists, weights=[1, 1]) == reciprocal_rank_fusion(lists)
+    fused = dict(reciprocal_rank_fusion(lists, k=60, weights=[0.4, 1.6]))
+    assert math.isclose(fused["c"], 0.4 / 63 + 1.6 / 61)
+    assert [k for k, _ in reciprocal_rank_fusion(lists, weights=[2, 0])] == ["a", "b", "c"]
+    # min-max per list, 0 where absent: a = .5*1, c = .5*.5 + .5*1, b = d = 0 (first seen first)
+    conv = convex_fusion([[("a", 3.0), ("b", 1.0), ("c", 2.0)], [("c", 10.0), ("d", 0.0)]],
+                         weights=[0.5, 0.5])  # fmt: skip
+    assert [k for k, _ in conv] == ["c", "a", "b", "d"]
+    assert [s for _, s in conv] == pytest.approx([0.75, 0.5, 0.0, 0.0])
+    assert min_max([2.0, 2.0]) == [1.0, 1.0] and min_max([]) == []
+    assert alpha_weights(0.5, "rrf") == (1.0, 1.0) and alpha_weights(0.7, "convex") == (0.7,
+                                                                                    pytest.approx(0.3))  # fmt: skip
+    for bad, err in [(1.5, ValueError), (-0.1, ValueError), ("0.5", TypeError), (True, TypeError)]:
+        with pytest.raises(err, match="alpha"):
+            alpha_weights(bad, "convex")
+    with pytest.raises(ValueError, match="fusion"):
+        alpha_weights(0.5, "borda")
+    with pytest.raises(ValueError, match="one number per retriever"):
+        reciprocal_rank_fusion(lists, weights=[1])
+    with pytest.raises(ValueError, match="weights"):
+        convex_fusion([[("a", 1.0)]], weights=[-1])
+
+
+def test_hybrid_alpha_extremes_follow_one_retriever(docs, tmp_path):
+    """alpha = 1 ranks as dense, alpha = 0 as BM25 (for the chunks each returns), for both
+    fusions; plain RRF equals HybridRetriever's default; bad arguments are named."""
+    with SQLiteIndex(tmp_path / "i.db", HashEmbedder(64), max_tokens=8, overlap_tokens=2) as index:
+        index.index_paths(docs)
+        q = "what is fog formed by near marshes"
+        dense = [h.chunk for h in index_retriever(index, "dense").retrieve(q, 50)]
+        bm25 = [h.chunk for h in index_retriever(index, "bm25").retrieve(q, 50)]
+        assert len(bm25) >= 2 and len(dense) > len(bm25)
+        for fusion in ("convex", "rrf"):
+            top = index_retriever(index, "hybrid", alpha=1.0, fusion=fusion).retrieve(q, 50)
+            assert [h.chunk for h in top][: len(dense)] == dense, fusion
+            low = index_retriever(index, "hybrid", alpha=0.0, fusion=fusion).retrieve(q, 50)
+            assert [h.chunk for h in low][: len(bm25)] == bm25, fusion
+        plain = HybridRetriever([DenseRetriever(index.embedder, index), BM25Retriever(index)])
+        same = index_retriever(index, "hybrid", alpha=0.5, fusion="rrf")
+        assert plain.retrieve(q, 5) == same.retrieve(q, 5)
+        for kwargs, match in [({"alpha": 2}, "alpha"), ({"fusion": "max"}, "fusion")]:
+            with pytest.raises(ValueError, match=match):
+                index_retriever(index, "hybrid", **kwargs)
+        with pytest.raises(ValueError, match="one number per retriever"):
+            HybridRetriever([plain, same], weights=[1, 2, 3])
+
+
+def test_eval_sweep_equals_retrievers_and_reuses_cache(tmp_path):
+    corpus = {f"d{i}": {"title": "", "text": t} for i, t in enumerate([
+        "fog is formed by water vapor condensing", "bees pollinate flowers in spring",
+        "magnets attract iron and steel", "rain falls from heavy clouds",
+        "the sun heats the surface of the earth", "plants need light to grow"])}  # fmt: skip
+    queries = {"q1": "what forms fog", "q2": "what do magnets attract", "q3": "sun heat earth",
+               "q4": "why do plants grow toward light"}  # fmt: skip
+    qrels = {"q1": {"d0": 1}, "q2": {"d2": 1}, "q3": {"d4": 1}, "q4": {"d5": 1}}
+    emb = CountingEmbedder(32)
+    cache = tmp_path / "cache.db"
+    res = run_retrieval_eval(corpus, queries, qrels, embedder=emb, depth=5, index_path=cache,
+                             hybrids=[("rrf", 0.5), ("convex", 0.3)])  # fmt: skip
+    assert set(res) == {"bm25", "dense", "hybrid", "hybrid:rrf@0.50", "hybrid:convex@0.30"}
+    # the sweep fuses cached lists: the same numbers as the retrievers themselves give
+    with SQLiteIndex(cache, emb) as index:
+        for key, fusion, alpha in [("hybrid", None, None), ("hybrid:convex@0.30", "convex", 0.3),
+                                   ("hybrid:rrf@0.50", "rrf", 0.5)]:  # fmt: skip
+            r = index_retriever(index, "hybrid", alpha=alpha, fusion=fusion, depth=5)
+            run = {q: [h.chunk.source for h in r.retrieve(t, 5)] for q, t in queries.items()}
+            assert evaluate_run(run, qrels)["ndcg@10"] == res[key]["ndcg@10"], key
+    n = len(emb.texts)
+    again = run_retrieval_eval(corpus, queries, qrels, embedder=emb, depth=5, index_path=cache)
+    assert len(emb.texts) == n + len(queries)  # only the queries: the corpus came from the cache
+    assert again["hybrid"]["ndcg@10"] == res["hybrid"]["ndcg@10"]
+    corpus["d0"] = {"title": "", "text": "changed"}
+    with pytest.raises(ValueError, match="another corpus"):
+        run_retrieval_eval(corpus, queries, qrels, embedder=emb, index_path=cache)
 
 
 def test_metrics_by_hand_and_against_sklearn():
@@ -450,6 +538,13 @@ def test_cli_index_search_json_and_errors(docs, tmp_path, capsys):
     hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(hits) == 2 and hits[0]["rank"] == 1 and hits[0]["source"].endswith("magnets.pdf")
     assert set(hits[0]) >= {"rank", "score", "source", "text"}
+    assert main(["rag", "search", "magnets attract", "--db", db, "--k", "2", "--json",
+                 "--fusion", "rrf", "--alpha", "0.5"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["source"].endswith("magnets.pdf")
+    for flag, value in [("--alpha", "1.5"), ("--alpha", "x"), ("--fusion", "borda"),
+                        ("--alpha", "0.2,0.4")]:  # fmt: skip
+        assert main(["rag", "search", "magnets", "--db", db, flag, value]) == 2
+        assert flag in capsys.readouterr().err
     assert main(["rag", "index", str(docs), "--db", db]) == 0
     assert "0 added, 0 updated, 4 unchanged" in capsys.readouterr().out
     assert main(["rag", "index", str(docs), "--db", db, "--embedder", "hash:32"]) == 2
@@ -477,6 +572,23 @@ def test_cli_eval_openbookqa_bm25_json(tmp_path, capsys):
     assert set(metrics) == {"bm25"} and metrics["bm25"]["queries"] == 60
     assert 0.3 < metrics["bm25"]["ndcg@10"] <= 1.0
     assert json.loads(out.read_text())["metrics"]["bm25"]["ndcg@10"] == metrics["bm25"]["ndcg@10"]
+    # a fusion sweep on the development split, the corpus kept in a cache file
+    args = ["rag", "eval", "--dataset", "openbookqa", "--split", "validation", "--query",
+            "question", "--embedder", "hash:64", "--limit", "40", "--alpha",
+            f"0.3,{DEFAULT_ALPHA}", "--fusion", DEFAULT_FUSION, "--json", "--out", str(out),
+            "--cache", str(tmp_path / "c.db")]  # fmt: skip
+    assert main(args) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    default = hybrid_key(DEFAULT_FUSION, DEFAULT_ALPHA)
+    assert set(sweep) == {"bm25", "dense", "hybrid", hybrid_key(DEFAULT_FUSION, 0.3), default}
+    assert sweep["hybrid"]["ndcg@10"] == sweep[default]["ndcg@10"]
+    assert main(args) == 0  # again, from the cache: the same numbers
+    again = json.loads(capsys.readouterr().out)
+    assert all(again[k]["ndcg@10"] == sweep[k]["ndcg@10"] for k in sweep)
+    saved = json.loads(out.read_text())
+    assert saved["split"] == "validation" and saved["query"] == "question"
+    assert main(["rag", "eval", "--dataset", "scifact", "--split", "validation"]) == 2
+    assert "--split for scifact must be test or train" in capsys.readouterr().err
 
 
 # -- MiniLM (the packaged all-MiniLM-L6-v2) ------------------------------------------------------

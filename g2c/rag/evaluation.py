@@ -11,19 +11,31 @@ Definitions as in trec_eval / pytrec_eval, which BEIR (Thakur et al. 2021) repor
 Each is averaged over the queries that have at least one relevant document; a query with no
 results scores 0. :func:`run_retrieval_eval` indexes a corpus (one chunk per document, title
 and text as BEIR concatenates them) in an in-memory :class:`~g2c.rag.SQLiteIndex` and scores
-BM25, dense and hybrid retrieval.
+BM25, dense and hybrid retrieval; ``hybrids=[(fusion, alpha), ...]`` scores a sweep of fusion
+weights from the same component rankings (how the default alpha was chosen, on development
+queries).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from g2c.rag.chunking import Chunk
 from g2c.rag.embedders import Embedder, HashEmbedder
-from g2c.rag.retrieval import MODES, index_retriever
+from g2c.rag.retrieval import (
+    DEFAULT_ALPHA,
+    DEFAULT_FUSION,
+    MODES,
+    alpha_weights,
+    fuse,
+    index_retriever,
+)
 from g2c.rag.stores import SQLiteIndex
 
 DEFAULT_KS = (1, 10, 100)
@@ -95,20 +107,43 @@ def evaluate_run(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[s
 
 def build_eval_index(corpus: Mapping[str, Mapping[str, str]], embedder: Embedder, *,
                      batch_size: int = 256,
-                     progress: Callable[[int, int], None] | None = None) -> SQLiteIndex:  # fmt: skip
-    """An in-memory index with one chunk per document (``source`` = doc id, text = title +
-    " " + text) and its embeddings; ``progress(done, total)`` after each batch."""
+                     progress: Callable[[int, int], None] | None = None,
+                     path: str | os.PathLike = ":memory:") -> SQLiteIndex:  # fmt: skip
+    """An index with one chunk per document (``source`` = doc id, text = title + " " + text)
+    and its embeddings; ``progress(done, total)`` after each batch.
+
+    ``path``: ":memory:" (default) or an index file used as a cache: when it exists it must
+    hold exactly this corpus's documents (same ids and texts, by SHA-256) embedded by
+    ``embedder`` and is reused without embedding anything; else it is created. A file built
+    from another corpus → ValueError naming it; another embedder → RAGIndexError."""
     ids = list(corpus)
     texts = [(corpus[d].get("title", "") + " " + corpus[d]["text"]).strip() for d in ids]
-    index = SQLiteIndex(":memory:", embedder)
+    shas = {d: hashlib.sha256(t.encode()).hexdigest() for d, t in zip(ids, texts)}
+    path = str(path)
+    if path != ":memory:" and Path(path).exists():
+        index = SQLiteIndex(path, embedder)
+        if index.documents() != shas:
+            index.close()
+            raise ValueError(f"{path} was built from another corpus (or another version of "
+                             "it); delete it or give another cache file")  # fmt: skip
+        if progress is not None:
+            progress(len(ids), len(ids))
+        return index
+    index = SQLiteIndex(path, embedder)
     for i in range(0, len(ids), batch_size):
         part = texts[i : i + batch_size]
         vectors = embedder.embed(part)
         for d, text, vec in zip(ids[i : i + batch_size], part, vectors):
-            index.add_chunks(d, [Chunk(text, d, 0, len(text))], vectors=vec[None, :])
+            index.add_chunks(d, [Chunk(text, d, 0, len(text))], vectors=vec[None, :],
+                             sha256=shas[d])  # fmt: skip
         if progress is not None:
             progress(min(i + batch_size, len(ids)), len(ids))
     return index
+
+
+def hybrid_key(fusion: str, alpha: float) -> str:
+    """The result key of a hybrid variant in a sweep: ``"hybrid:convex@0.70"``."""
+    return f"hybrid:{fusion}@{alpha:.2f}"
 
 
 def run_retrieval_eval(
@@ -120,36 +155,73 @@ def run_retrieval_eval(
     modes: Sequence[str] = MODES,
     depth: int = 100,
     progress: Callable[[str, int, int], None] | None = None,
+    alpha: float | None = None,
+    fusion: str | None = None,
+    hybrids: Sequence[tuple[str, float]] | None = None,
+    index_path: str | os.PathLike = ":memory:",
 ) -> dict[str, dict[str, float]]:
     """Metrics per mode: ``{"bm25": {"ndcg@10", "mrr@10", "recall@1/10/100", "queries",
-    "seconds", "index_seconds"}, "dense": ..., "hybrid": ...}``. ``embedder`` is needed for dense and hybrid
-    (a bm25-only run indexes with a tiny hash embedder). ``progress(stage, done, total)``."""
+    "seconds", "index_seconds"}, "dense": ..., "hybrid": ...}``. ``embedder`` is needed for
+    dense and hybrid (a bm25-only run indexes with a tiny hash embedder).
+    ``progress(stage, done, total)``.
+
+    Hybrid is scored as :func:`~g2c.rag.index_retriever` ranks it (``fusion``, ``alpha``;
+    None = the defaults) from the same top-``depth`` dense and BM25 lists. ``hybrids``: a
+    sweep, ``[(fusion, alpha), ...]`` each scored under :func:`hybrid_key` (the component
+    lists are retrieved once per query and fused for every variant, so a sweep costs little
+    more than one run). ``index_path``: see :func:`build_eval_index` (a cache file)."""
     modes = list(modes)
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise ValueError(f"modes must be among {', '.join(MODES)}, got {modes!r}")
+    fusion = DEFAULT_FUSION if fusion is None else fusion
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    variants: dict[str, tuple[str, tuple[float, float]]] = {}
+    if "hybrid" in modes:
+        variants["hybrid"] = (fusion, alpha_weights(alpha, fusion))
+    for f, a in hybrids or ():
+        variants[hybrid_key(f, a)] = (f, alpha_weights(a, f))
     if embedder is None:
-        if any(m != "bm25" for m in modes):
+        if any(m != "bm25" for m in modes) or hybrids:
             raise ValueError("dense and hybrid modes need an embedder")
         embedder = HashEmbedder(8)
+    _check_k(depth)
     t0 = time.perf_counter()
     index = build_eval_index(
-        corpus, embedder,
+        corpus, embedder, path=index_path,
         progress=(lambda d, n: progress("embed corpus", d, n)) if progress else None,
     )  # fmt: skip
     index_seconds = time.perf_counter() - t0
-    results: dict[str, dict[str, float]] = {}
     qids = list(queries)
-    for mode in modes:
+    needed = [m for m in ("bm25", "dense") if m in modes or variants]
+    hits: dict[str, dict[str, list]] = {}
+    seconds: dict[str, float] = {}
+    for mode in needed:
         retriever = index_retriever(index, mode)
         t0 = time.perf_counter()
-        run = {}
+        hits[mode] = {}
         for n, q in enumerate(qids, start=1):
-            run[q] = [h.chunk.source for h in retriever.retrieve(queries[q], depth)]
+            hits[mode][q] = retriever.retrieve(queries[q], depth)
             if progress is not None and (n % 50 == 0 or n == len(qids)):
                 progress(mode, n, len(qids))
+        seconds[mode] = time.perf_counter() - t0
+    results: dict[str, dict[str, float]] = {}
+
+    def score(run: dict[str, list[str]], secs: float) -> dict[str, float]:
         metrics = evaluate_run(run, qrels)
-        metrics["seconds"] = time.perf_counter() - t0
+        metrics["seconds"] = secs
         metrics["index_seconds"] = index_seconds
-        results[mode] = metrics
+        return metrics
+
+    for mode in modes:
+        if mode != "hybrid":
+            run = {q: [h.chunk.source for h in hits[mode][q]] for q in qids}
+            results[mode] = score(run, seconds[mode])
+    for key, (f, weights) in variants.items():
+        t0 = time.perf_counter()
+        run = {q: [h.chunk.source for h in fuse([hits["dense"][q], hits["bm25"][q]], depth,
+                                                  fusion=f, weights=weights)]
+               for q in qids}  # fmt: skip
+        results[key] = score(run, seconds["dense"] + seconds["bm25"] + time.perf_counter() - t0)
+    index.close()
     return results
