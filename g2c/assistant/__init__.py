@@ -22,6 +22,13 @@ from g2c.assistant.core import (
     AssistantTurn,
     has_native_tools,
 )
+from g2c.assistant.evaluation import (
+    EvalCase,
+    EvalCaseResult,
+    EvalReport,
+    assistant_cases,
+    run_evaluation,
+)
 from g2c.assistant.factory import DEFAULT_TOOLS, build_assistant, open_rag_index
 from g2c.assistant.store import (
     ConversationInfo,
@@ -31,12 +38,6 @@ from g2c.assistant.store import (
     conversation_markdown,
     conversations_path,
 )
-
-try:  # helper E's gate (g2c/assistant/evaluation.py); absent while it is being written
-    from g2c.assistant.evaluation import EvalCase, EvalCaseResult, EvalReport, run_evaluation
-except ModuleNotFoundError as e:  # pragma: no cover - only while evaluation.py is missing
-    if e.name != "g2c.assistant.evaluation":
-        raise
 
 __all__ = [
     "Message",
@@ -63,4 +64,5 @@ __all__ = [
     "EvalCaseResult",
     "EvalReport",
     "run_evaluation",
+    "assistant_cases",
 ]
