@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -53,6 +54,21 @@ def run_dir(tok, model, tmp_path_factory) -> Path:
     model.save_pretrained(run)
     tok.save(run / "tokenizer.json")
     write_manifest(run, RUN_FORMAT, name="TinyChat-0K", family="TinyChat", num_parameters=1)
+    return run
+
+
+@pytest.fixture(scope="module")
+def long_run(tok, tmp_path_factory) -> Path:
+    """A 512-token context and no end-of-turn token ever: replies run to max_new_tokens."""
+    gen = torch.Generator().manual_seed(0)
+    m = TransformerLM(tok.vocab_size, 16, 2, 2, 512, generator=gen).eval()
+    with torch.no_grad():
+        for name in ("<|end|>", "<|endoftext|>"):
+            m.head_bias[tok.special_to_id[name]] = -1e4
+    run = tmp_path_factory.mktemp("chat") / "long"
+    m.save_pretrained(run)
+    tok.save(run / "tokenizer.json")
+    write_manifest(run, RUN_FORMAT, name="TinyChat-long", family="TinyChat", num_parameters=1)
     return run
 
 
@@ -264,7 +280,13 @@ def test_smollm2_tokenizer_and_own_template_without_its_weights():
     assert len(s.history) == 2
 
 
-# -- the CLI --------------------------------------------------------------------------------------
+# -- the CLI (the assistant in a terminal; the rest is in tests/test_chat_terminal.py) ---------------
+@pytest.fixture(autouse=True)
+def _store(tmp_path, monkeypatch):
+    """Conversations go to a throw-away store, never to ./runs."""
+    monkeypatch.setenv("G2C_CONVERSATIONS", str(tmp_path / "conversations.sqlite"))
+
+
 def _chat(monkeypatch, capsys, run_dir, stdin: str, *flags: str) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code = main(["chat", str(run_dir), "--max-tokens", "6", "--threads", "1", *flags])
@@ -277,57 +299,182 @@ def test_cli_commands_change_settings_and_bad_values_continue(monkeypatch, capsy
     save = tmp_path / "c.json"
     stdin = (
         "/temp abc\n/temp 0\n/top_k 3\n/top_p off\n/max_tokens 4\n/top_k -1\n/system Be brief.\n"
-        f"/settings\nhello\n//slash\n/save {save}\n/clear\n/nope\n/help\n/exit\nnever read\n"
+        f"/settings\nhello\n//slash\n/save {save}\n/clear\n/nope\n/rep 1.1\n/help\n/exit\n"
+        "never read\n"
     )
-    code, out, err = _chat(monkeypatch, capsys, run_dir, stdin)
-    assert code == 0
+    code, out, err = _chat(monkeypatch, capsys, run_dir, stdin, "--no-tools")
+    assert code == 0, err
     assert "error: /temp needs a number, got 'abc'" in err
-    assert "top_k must be a positive integer" in err and "unknown command /nope" in err
+    assert "top_k must be an int >= 1" in err and "unknown command /nope" in err
+    assert "no repetition penalty" in err
     assert "Traceback" not in err
-    assert "temperature=0.0 top_k=3 top_p=None max_new_tokens=4" in out
+    assert "temperature=0.0 top_p=None top_k=3 max_new_tokens=4 tool_mode=none" in out
     assert "system = 'Be brief.'" in out and "/max_tokens N" in out  # /help printed
     assert out.count("assistant> ") == 2 and "never read" not in out
     data = json.loads(save.read_text())
     assert [m["content"] for m in data["messages"] if m["role"] == "user"] == ["hello", "/slash"]
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"] * 2
     assert data["system"] == "Be brief." and data["settings"]["temperature"] == 0.0
-    assert "saved 5 messages" in out and "conversation cleared" in out
+    assert data["settings"]["max_new_tokens"] == 4 and data["format"] == "g2c.chat"
+    assert "saved 4 messages" in out and "conversation cleared" in out
 
 
 def test_cli_eof_exits_zero_and_errors_are_one_line(monkeypatch, capsys, run_dir):
-    code, out, _ = _chat(monkeypatch, capsys, run_dir, "hello\nline one\\\nline two\n")
+    code, out, _ = _chat(monkeypatch, capsys, run_dir, "hello\nline one\\\nline two\n",
+                         "--no-tools")  # fmt: skip
     assert code == 0 and out.count("assistant> ") == 2 and "...> line two" in out
     code, _, err = _chat(monkeypatch, capsys, run_dir / "missing", "")
     assert code == 2 and err.count("\n") == 1 and "error" in err
     code, _, err = _chat(monkeypatch, capsys, run_dir, "", "--temperature", "-1")
     assert code == 2 and "--temperature must be >= 0" in err
+    code, _, err = _chat(monkeypatch, capsys, run_dir, "", "--conversation", "feedc0ffee00")
+    assert code == 2 and err.count("\n") == 1 and "feedc0ffee00" in err
+    code, _, err = _chat(monkeypatch, capsys, run_dir, "", "--rag", str(run_dir / "nope.db"))
+    assert code == 2 and err.count("\n") == 1 and "g2c rag index" in err
 
 
-def test_cli_ctrl_c_stops_the_reply_and_returns_to_the_prompt(model, tok, capsys):
-    s = _session(model, tok, max_new_tokens=30)
-    s.stop_ids = set()
+def _state(backend, tmp_path, **config):
+    from g2c.assistant import AssistantConfig, ConversationStore, build_assistant
+
+    store = ConversationStore(tmp_path / "conv.sqlite")
+    a = build_assistant(backend, config=AssistantConfig(**config), store=store,
+                        tools_root=tmp_path)  # fmt: skip
+    return cli_chat.ChatState(a, store, "test", None, str(tmp_path), "cpu")
+
+
+def test_cli_ctrl_c_stops_the_answer_and_the_chat_goes_on(long_run, tmp_path, capsys):
+    """SIGINT during an answer (what Ctrl-C sends): the loop closes the event stream between
+    two events; the partial answer is stored, marked stopped; the next message is answered."""
+    import signal
+
+    from g2c.inference import backend_from_spec
+
+    state = _state(backend_from_spec(str(long_run), max_len=None), tmp_path, max_new_tokens=40,
+                   tool_mode="none")  # fmt: skip
 
     class Interrupting(cli_chat.Terminal):
         pieces = 0
 
         def write(self, text: str) -> None:
-            if text and not text.startswith("assistant"):
+            if text and not text.startswith(("assistant", "\n")):
                 self.pieces += 1
-                if self.pieces == 2:
-                    raise KeyboardInterrupt
+                if self.pieces == 3:
+                    signal.raise_signal(signal.SIGINT)  # the handler only raises a flag
             super().write(text)
 
-    term = Interrupting()
-    cli_chat.answer(s, "hello", term)
+    term = Interrupting(tty=False)
+    assert cli_chat.answer(state, "hello", term) is None
     assert "[stopped]" in capsys.readouterr().err
-    assert s.last_turn.finish_reason == "interrupted" and len(s.history) == 2
-    cli_chat.answer(s, "again", term)  # the chat goes on
-    assert len(s.history) == 4
+    messages = state.assistant.conversation.messages
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].metadata.get("stopped") is True and messages[1].content
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    turn = cli_chat.answer(state, "again", cli_chat.Terminal(tty=False))  # the chat goes on
+    assert turn is not None and len(state.assistant.conversation.messages) == 4
+    stored = state.store.get(state.assistant.conversation_id).messages
+    assert [m.metadata.get("stopped", False) for m in stored if m.role == "assistant"] == [
+        True, False]  # fmt: skip
 
 
-def test_cli_from_a_pipe_answers_and_exits_zero(run_dir):
-    env = {**os.environ, "COLUMNS": "200"}
+def test_cli_tool_calls_and_sources_one_line_each_details_in_full(tmp_path, capsys):
+    """A scripted model (g2c.agent.ScriptedBackend) calls the calculator; the real assistant,
+    tools and a real BM25 index: a collapsed line per tool call, one sources line, and
+    /details, /show 1 print them in full."""
+    from g2c.agent import ScriptedBackend
+    from g2c.rag import SQLiteIndex, make_embedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "owl.md").write_text("# Owls\n\nThe snowy owl hunts lemmings in the Arctic.\n")
+    index = SQLiteIndex(tmp_path / "rag.db", make_embedder("hash:64"))
+    index.index_paths(docs)
+    index.close()
+    call = '<tool_call>{"name": "calculator", "arguments": {"expression": "12*(3+4)"}}</tool_call>'
+    state = _state(ScriptedBackend([call, "Snowy owls eat lemmings [1]; 12*(3+4) = **84**."]),
+                   tmp_path)  # fmt: skip
+    term = cli_chat.Terminal(tty=False)
+    cli_chat.command(state, f"/rag {tmp_path / 'missing.db'}", term)
+    assert "does not exist; build one with `g2c rag index" in capsys.readouterr().err
+    cli_chat.command(state, f"/rag {tmp_path / 'rag.db'}", term)  # hybrid, the index's embedder
+    assert capsys.readouterr().out == f"rag = {tmp_path / 'rag.db'}\n"
+    turn = cli_chat.answer(state, "What do snowy owls eat, and 12*(3+4)?", term)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("sources: [1] ") and "owl.md" in out[0]
+    assert out[1] == "⚙ calculator(expression='12*(3+4)') → 84"
+    assert out[2] == "assistant> Snowy owls eat lemmings [1]; 12*(3+4) = **84**."
+    assert turn.tool_calls[0]["output"] == "84" and turn.citations[0]["n"] == 1
+    assert cli_chat.command(state, "/details", term)
+    full = capsys.readouterr().out
+    assert '"expression": "12*(3+4)"' in full and "lemmings in the Arctic" in full
+    cli_chat.command(state, "/show 1", term)
+    cli_chat.command(state, "/show 2", term)
+    captured = capsys.readouterr()
+    assert "output:\n84" in captured.out and "lemmings" not in captured.out
+    assert "error: /show N: N is 1 to 1" in captured.err
+    cli_chat.command(state, "/rag off", term)
+    assert state.assistant.retriever is None and capsys.readouterr().out == "rag off\n"
+    for line, said in [("/tools off", "tools off"), ("/tools on", "tools on (native)"),
+                       ("/tools react", "tools on (react)"), ("/tools off", "tools off"),
+                       ("/tools on", "tools on (react)")]:  # fmt: skip
+        cli_chat.command(state, line, term)
+        assert capsys.readouterr().out == said + "\n"
+    cli_chat.command(state, "/tools maybe", term)
+    assert "error: /tools takes on, off, auto, native or react" in capsys.readouterr().err
+    # a long output is cut to one line in the summary
+    long = {"name": "run_python", "arguments": {"code": "print('x' * 500)"},
+            "output": "x" * 500, "is_error": False}  # fmt: skip
+    line = cli_chat.result_summary(long)
+    assert len(line) < 140 and line.endswith("…") and "\n" not in line
+    failed = {"name": "read_file", "arguments": {"path": "nope.txt"}, "output": "no such file",
+              "is_error": True}  # fmt: skip
+    assert cli_chat.result_summary(failed) == "⚙ read_file(path='nope.txt') ✗ no such file"
+
+
+def test_cli_conversations_new_list_open_and_markdown_save(tmp_path, capsys):
+    from g2c.agent import ScriptedBackend
+
+    state = _state(ScriptedBackend(["Hello! **Bold** answer.", "Second."]), tmp_path)
+    term = cli_chat.Terminal(tty=False)
+    cli_chat.answer(state, "first conversation", term)
+    first = state.assistant.conversation_id
+    cli_chat.command(state, "/new", term)
+    cli_chat.answer(state, "second conversation", term)
+    second = state.assistant.conversation_id
+    assert first and second and first != second
+    capsys.readouterr()
+    cli_chat.command(state, "/list", term)
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].startswith(f"* {second}") and listing[0].endswith("second conversation")
+    assert listing[1].startswith(f"  {first}") and "2 messages" in listing[1]
+    cli_chat.command(state, f"/open {first[:5]}", term)  # a unique prefix is enough
+    out = capsys.readouterr().out
+    assert state.assistant.conversation_id == first
+    assert "you> first conversation" in out and "assistant> Hello! **Bold** answer." in out
+    cli_chat.command(state, f"/save {tmp_path / 'c.md'}", term)
+    md = (tmp_path / "c.md").read_text()
+    assert "first conversation" in md and "Hello! **Bold** answer." in md
+    cli_chat.command(state, "/open zzz", term)
+    cli_chat.command(state, "/open", term)
+    err = capsys.readouterr().err
+    assert "no conversation 'zzz'; /list" in err and "/open needs a conversation id" in err
+    assert state.assistant.conversation_id == first  # unchanged by the mistakes
+
+
+def test_default_model_is_the_newest_speedrun_else_smollm2(tmp_path, monkeypatch):
+    monkeypatch.setenv("G2C_HOME", str(tmp_path))
+    assert cli_chat.default_model() == "smollm2"
+    for name in ("speedrun", "speedrun-smoke"):
+        (tmp_path / name / "dpo").mkdir(parents=True)
+        (tmp_path / name / "dpo" / "manifest.json").write_text("{}")
+        time.sleep(0.01)
+    assert cli_chat.default_model() == str(tmp_path / "speedrun-smoke" / "dpo")
+
+
+def test_cli_from_a_pipe_answers_and_exits_zero(run_dir, tmp_path):
+    env = {**os.environ, "COLUMNS": "200", "G2C_CONVERSATIONS": str(tmp_path / "c.sqlite")}
     cmd = [sys.executable, "-c", "import sys; from g2c.cli import main; sys.exit(main(sys.argv[1:]))",
-           "chat", str(run_dir), "--max-tokens", "8", "--threads", "1", "--temperature", "0"]  # fmt: skip
+           "chat", str(run_dir), "--max-tokens", "8", "--threads", "1", "--temperature", "0",
+           "--no-tools", "--system", "Be brief."]  # a 64-token context: no room for tools  # fmt: skip
     proc = subprocess.run(cmd, input="Hi\n/exit\n", env=env, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -336,3 +483,23 @@ def test_cli_from_a_pipe_answers_and_exits_zero(run_dir):
     assert len(lines[1]) > len("assistant> ") or len(lines) > 3  # a reply was printed
     assert "\x1b[" not in proc.stdout + proc.stderr  # plain text off a terminal
     assert "TinyChat-0K" in proc.stderr
+
+
+def test_cli_model_switch_keeps_the_conversation_and_says_so(long_run, tmp_path, capsys):
+    from g2c.agent import ScriptedBackend
+
+    state = _state(ScriptedBackend(["Hi from the script."]), tmp_path, max_new_tokens=5)
+    term = cli_chat.Terminal(tty=False)
+    cli_chat.answer(state, "hello", term)
+    cli_chat.command(state, f"/model {tmp_path / 'missing'}", term)
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "missing" in err and "Traceback" not in err
+    cli_chat.command(state, "/tools off", term)  # a 512-token context has no room for tools
+    cli_chat.command(state, f"/model {long_run}", term)
+    assert f"model = {long_run} (tools: none)" in capsys.readouterr().out
+    turn = cli_chat.answer(state, "and you?", term)
+    captured = capsys.readouterr()
+    assert f"[model switched to {long_run} (g2c)]" in captured.err
+    assert turn.completion_tokens == 5 and len(state.assistant.conversation.messages) == 4
+    cli_chat.command(state, "/settings", term)
+    assert "model TinyChat-long (g2c)" in capsys.readouterr().out

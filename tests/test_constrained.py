@@ -116,7 +116,7 @@ def test_trie_masks_equal_the_reference_scan_on_many_states(grammar):
     ref = SegmentConstraint(segs, VOCAB, method="scan")
     rng = random.Random(1)
     states = []
-    for _ in range(6):
+    for _ in range(10):
         states += _random_walk(fast.state, VOCAB, rng, 25)
     assert len(states) > 40
     for s in states:
@@ -180,8 +180,11 @@ def test_schema_grammar_integer_number_arrays_enums():
         assert _accepts(integer, f'{{"v": {v}}}') and _accepts(number, f'{{"v": {v}}}')
     for v in ("1.5", "1e3", "-0.0", "2E-2"):
         assert not _accepts(integer, f'{{"v": {v}}}') and _accepts(number, f'{{"v": {v}}}')
-    for v in ("01", '"1"', "true", "", " 1"):  # no leading zero, no other type, no leading space
+    for v in ("01", '"1"', "true", ""):  # no leading zero, no other type
         assert not _accepts(integer, f'{{"v": {v}}}')
+    # the space after the colon is optional, and JSON whitespace before a value is allowed
+    # (SmolLM2 writes `":` + ` ` + ` "` and an empty string without it)
+    assert _accepts(integer, '{"v":1}') and _accepts(integer, '{"v":  1}')
     enum = one({"enum": [1, 10, "a", True]})
     assert all(_accepts(enum, f'{{"v": {v}}}') for v in ("1", "10", '"a"', "true"))
     assert not _accepts(enum, '{"v": 100}') and not _accepts(enum, '{"v": 2}')

@@ -5,6 +5,7 @@ mask of the tokens allowed next (``allowed(remaining)``) and tells it the token 
 (``advance(token)``). Segments:
 
 - ``("lit", b"...")`` — exactly these bytes;
+- ``("opt", b"x")`` — that one byte or nothing (the space after a key's colon);
 - ``("choice", ((option_bytes, continuation_segments), ...))`` — one of the options, then that
   option's own continuation (a tool call's arguments depend on the function's name; an enum's
   options may extend one another, as ``1`` and ``10``);
@@ -57,6 +58,11 @@ State = tuple  # (segments, index, sub-state); index == len(segments): done
 METHODS = ("trie", "scan")
 _WS = b" \t\n\r"
 _JSON_KINDS = ("json", "integer")
+#: after a key's colon: one optional space. Models write ``"key": "value"`` with the space
+#: and the quote in one token (`` "``); a grammar that wrote the space itself would force the
+#: split ``" "`` + ``"\""``, a tokenisation the model never saw, and SmolLM2 then closes the
+#: string at once (``""``).
+_SPACE = ("opt", b" ")
 
 # shortest JSON value for each allowed first byte set (typed values)
 _FIRST = {
@@ -83,7 +89,7 @@ def _start(segs: tuple, i: int) -> State:
     if i >= len(segs):
         return (segs, len(segs), None)
     kind, arg = segs[i]
-    if kind == "lit" or kind == "array":
+    if kind == "lit" or kind == "array" or kind == "opt":
         return (segs, i, 0)
     if kind == "choice":
         return (segs, i, b"")
@@ -104,12 +110,14 @@ def step_segments(state: State, b: int) -> State | None:
         if arg[sub] != b:
             return None
         return _start(segs, i + 1) if sub + 1 == len(arg) else (segs, i, sub + 1)
+    if kind == "opt":  # the optional byte, or straight on to the next segment
+        return _start(segs, i + 1) if b == arg[0] else step_segments(_start(segs, i + 1), b)
     if kind == "choice":
         return _step_choice(segs, i, sub, arg, b)
     if kind == "array":
         return _step_array(segs, i, sub, arg, b)
-    if sub[0] == VALUE and not sub[1] and b in _WS:
-        return None  # a value starts at its first byte: the segments write the spacing
+    # whitespace before a value stays allowed (JSON allows it): SmolLM2 writes the
+    # calculator's expression after `":` + ` ` + ` "`, and an empty string ("") without it
     nxt = step(sub, b)  # json, integer
     if kind == "integer" and nxt is not None and nxt[0] in (N_DOT, N_EXP) and not nxt[1]:
         nxt = None  # an integer takes no fraction or exponent
@@ -159,6 +167,8 @@ def _step_array(segs: tuple, i: int, sub: Any, items: tuple, b: int) -> State | 
 
 def _segment_cost(seg: Segment) -> int:
     kind, arg = seg
+    if kind == "opt":
+        return 0
     if kind == "lit":
         return len(arg)
     if kind == "choice":
@@ -186,6 +196,8 @@ def cost(state: State) -> int:
         return 0
     rest = sum(_segment_cost(s) for s in segs[i + 1 :])
     kind, arg = segs[i]
+    if kind == "opt":
+        return rest
     if kind == "lit":
         return len(arg) - sub + rest
     if kind == "choice":
@@ -351,8 +363,8 @@ def _object_segments(schema: dict[str, Any]) -> list[Segment]:
         return [("lit", b"{}")]
     segs: list[Segment] = []
     for n, key in enumerate(keys):
-        head = ("{" if n == 0 else ", ") + json.dumps(key) + ": "
-        segs.append(("lit", head.encode("utf-8")))
+        head = ("{" if n == 0 else ", ") + json.dumps(key) + ":"
+        segs += [("lit", head.encode("utf-8")), _SPACE]
         segs += _value_segments(props[key] if isinstance(props[key], dict) else {})
     segs.append(("lit", b"}"))
     return segs
@@ -385,11 +397,11 @@ def tool_call_segments(tools: Sequence[dict[str, Any]], *, open_marker: bool = T
     options = []
     for fn in normalize_tools(tools):
         name = json.dumps(fn["name"]).encode("utf-8")
-        cont = [("lit", b', "arguments": ')] + schema_segments(fn.get("parameters"))
+        cont = [("lit", b', "arguments":'), _SPACE] + schema_segments(fn.get("parameters"))
         cont.append(("lit", ("}" + TOOL_CALL_CLOSE).encode("utf-8")))
         options.append((name, tuple(cont)))
-    head = (TOOL_CALL_OPEN if open_marker else "") + '{"name": '
-    return [("lit", head.encode("utf-8")), ("choice", tuple(options))]
+    head = (TOOL_CALL_OPEN if open_marker else "") + '{"name":'
+    return [("lit", head.encode("utf-8")), _SPACE, ("choice", tuple(options))]
 
 
 def normalize_tools(tools: Sequence[dict[str, Any]] | None) -> list[dict[str, Any]]:
