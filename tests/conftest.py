@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,11 @@ os.environ.setdefault("G2C_NO_PROGRESS", "1")
 os.environ.setdefault("G2C_OFFLINE", "1")  # tests never reach the internet
 # MFU needs a peak FLOP/s: a fixed one, so tests never time a matmul or write ~/.cache
 os.environ.setdefault("G2C_PEAK_FLOPS", "1e12")
+# the assistant's conversation store: never the user's ./runs/conversations.sqlite
+os.environ.setdefault(
+    "G2C_CONVERSATIONS",
+    os.path.join(tempfile.mkdtemp(prefix="g2c-test-conversations-"), "conversations.sqlite"),
+)
 
 REPO = Path(__file__).resolve().parents[1]
 if "G2C_DATA_DIR" not in os.environ and (REPO.parent / "shared" / "data").is_dir():

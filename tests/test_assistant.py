@@ -34,7 +34,7 @@ from g2c.inference import Backend, BackendInfo, LocalTransformerBackend, TextStr
 from g2c.rag import HashEmbedder, SQLiteIndex, index_retriever
 from g2c.sft import ChatTemplate
 from g2c.tokenizer import BPETokenizer
-from g2c.tools import ToolRegistry, make_calculator
+from g2c.tools import ToolRegistry, make_calculator, make_read_file
 from g2c.transformer import TransformerLM
 
 CALL = '<tool_call>{{"name": "calculator", "arguments": {{"expression": "{}"}}}}</tool_call>'
@@ -420,6 +420,19 @@ def test_engine_native_turn_streams_tokens(tiny):
     turn = events[-1]["turn"]
     tokens = "".join(e["text"] for e in events if e["type"] == "token")
     assert tokens.strip() == turn.content and turn.completion_tokens > 0
+
+
+def test_arithmetic_is_routed_to_the_calculator_on_the_engine(tiny):
+    """route_arithmetic (default): a message with arithmetic forces the first call on g2c's
+    engine, with room for the call's JSON even when max_new_tokens is small."""
+    a = Assistant(tiny, calc_registry(), config=AssistantConfig(max_new_tokens=16, max_steps=1))
+    assert a._can_require("What is 1234*5678?") and not a._can_require("a 3-4 day trip")
+    events = events_of(a, "What is 12 * 7?")
+    assert [e["name"] for e in events if e["type"] == "tool_call"] == ["calculator"]
+    off = Assistant(tiny, calc_registry(), config=AssistantConfig(route_arithmetic=False))
+    assert not off._can_require("What is 1234*5678?")
+    no_calc = Assistant(tiny, ToolRegistry([make_read_file(".")]))
+    assert not no_calc._can_require("What is 1234*5678?")
 
 
 def test_small_context_turns_tools_off_and_caps_replies_with_notices():

@@ -26,6 +26,7 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -48,6 +49,9 @@ __all__ = [
     "STOP_REASONS",
 ]
 
+#: two numbers joined by an arithmetic operator ("1234*5678", "17 + 5", "3 x 4", "2^10",
+#: "9 - 4"; a minus needs spaces around it, so "3-4 days" and "555-1234" are not arithmetic)
+ARITHMETIC = re.compile(r"\d[\d,.]*(?:\s*(?:[+*/×x^%]|\*\*)\s*|\s+-\s+)\(?\s*\d")
 DEFAULT_SYSTEM = "You are a helpful AI assistant named g2c-assistant. Answer clearly and briefly."
 TOOL_HINT = "Use a tool when it helps (arithmetic: the calculator); then answer in plain text."
 TOOL_MODES = ("auto", "native", "react", "none")
@@ -79,7 +83,10 @@ class AssistantConfig:
     2048), ``tool_mode`` ("auto" | "native" | "react" | "none"), ``require_tool`` (native
     mode on a backend whose ``chat_with_tools`` takes ``tool_choice``, i.e. g2c's engine: the
     first model call of each turn must call a tool — small models rarely start one; an
-    addition to the issue-13 contract). A bad value →
+    addition to the issue-13 contract), ``route_arithmetic`` (default on: the same forced
+    first call, but only when the message holds arithmetic — two numbers joined by an
+    operator — and a ``calculator`` tool is registered: SmolLM2-135M answers "1234*5678"
+    from memory, wrongly, unless the call is forced). A bad value →
     :class:`AssistantError` naming the field and what it accepts.
     """
 
@@ -98,6 +105,7 @@ class AssistantConfig:
     context_tokens: int | None = None
     tool_mode: str = "auto"
     require_tool: bool = False
+    route_arithmetic: bool = True
 
     def __post_init__(self) -> None:
         def bad(field: str, want: str) -> AssistantError:
@@ -105,7 +113,8 @@ class AssistantConfig:
 
         if not isinstance(self.name, str) or not self.name.strip():
             raise bad("name", "a non-empty string")
-        for field in ("plan", "loop_detection", "rag_enabled", "require_tool"):
+        for field in ("plan", "loop_detection", "rag_enabled", "require_tool",
+                      "route_arithmetic"):  # fmt: skip
             if not isinstance(getattr(self, field), bool):
                 raise bad(field, "True or False")
         for field, low in (("max_steps", 1), ("rag_k", 1), ("max_new_tokens", 1)):
@@ -441,7 +450,7 @@ class Assistant:
         cfg = self._config
         t0 = time.perf_counter()
         turn = AssistantTurn()
-        state: dict[str, Any] = {"parts": [], "active": None}
+        state: dict[str, Any] = {"parts": [], "active": None, "text": text}
 
         def notice(message: str) -> dict[str, Any]:
             turn.notices.append(message)
@@ -564,9 +573,12 @@ class Assistant:
         turn.notices.append(message)
         return {"type": "notice", "text": message}
 
-    def _can_require(self) -> bool:
-        """``require_tool`` is on and the backend's tool stream takes ``tool_choice``."""
-        if not self._config.require_tool:
+    def _can_require(self, text: str = "") -> bool:
+        """``require_tool`` is on — or ``route_arithmetic`` and ``text`` holds arithmetic with a
+        calculator registered — and the backend's tool stream takes ``tool_choice``."""
+        arithmetic = (self._config.route_arithmetic and "calculator" in self.registry.names
+                      and ARITHMETIC.search(text) is not None)  # fmt: skip
+        if not (self._config.require_tool or arithmetic):
             return False
         try:
             params = inspect.signature(self._backend.stream_chat_with_tools).parameters
@@ -582,8 +594,13 @@ class Assistant:
         repeats = 0
         try:
             for step in range(cfg.max_steps):
-                extra = {"tool_choice": "required"} if step == 0 and self._can_require() else {}
-                stream = self._backend.stream_chat_with_tools(msgs, tools, **self._sample(),
+                first = step == 0 and self._can_require(state.get("text", ""))
+                sample = self._sample()
+                extra = {"tool_choice": "required"} if first else {}
+                if first:  # a forced call needs room for its JSON (~80 tokens on SmolLM2)
+                    room = max(1, self.context_tokens // 2)
+                    sample["max_new_tokens"] = min(max(sample["max_new_tokens"], 128), room)
+                stream = self._backend.stream_chat_with_tools(msgs, tools, **sample,
                                                               **extra)  # fmt: skip
                 result = yield from self._pump(stream, turn, state)
                 if not result.tool_calls:
