@@ -50,8 +50,13 @@ __all__ = [
 ]
 
 #: two numbers joined by an arithmetic operator ("1234*5678", "17 + 5", "3 x 4", "2^10",
-#: "9 - 4"; a minus needs spaces around it, so "3-4 days" and "555-1234" are not arithmetic)
-ARITHMETIC = re.compile(r"\d[\d,.]*(?:\s*(?:[+*/×x^%]|\*\*)\s*|\s+-\s+)\(?\s*\d")
+#: "9 - 4", "9173 times 58", "15 percent of 2480"; a minus needs spaces around it, so
+#: "3-4 days" and "555-1234" are not arithmetic)
+ARITHMETIC = re.compile(
+    r"\d[\d,.]*(?:\s*(?:[+*/×x^%]|\*\*)\s*|\s+-\s+|\s+(?:plus|minus|times|multiplied by|"
+    r"divided by|to the power of|percent of|% of)\s+)\(?\s*\d",
+    re.IGNORECASE,
+)
 DEFAULT_SYSTEM = "You are a helpful AI assistant named g2c-assistant. Answer clearly and briefly."
 TOOL_HINT = "Use a tool when it helps (arithmetic: the calculator); then answer in plain text."
 TOOL_MODES = ("auto", "native", "react", "none")
