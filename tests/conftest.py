@@ -35,4 +35,7 @@ def data_dir() -> Path | None:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+    # one torch thread per test: a test that runs a CLI in-process (its --threads default is
+    # min(2, cores)) must not change the thread count later tests in the same worker see
+    torch.set_num_threads(1)
     yield
