@@ -305,3 +305,34 @@ def test_prefill_hidden_then_projection_equals_the_logits(model):
     h, cache = model.forward_prefill(ids, model.empty_kv_cache(), hidden=True)
     assert h.shape == (2, 7, model.embedding_dim) and cache.length == 7
     torch.testing.assert_close(model.logits_from_hidden(h), logits, rtol=0, atol=1e-6)
+
+
+def test_decode_runs_only_the_slots_in_use(model):
+    """A lone request in an 8-slot engine decodes one cache row, not eight (a view of the
+    rows in use), with the tokens of a 1-slot engine; a hole between slots stays idle."""
+    prompt = torch.randint(0, V, (6,), generator=torch.Generator().manual_seed(5)).tolist()
+    alone = Engine(model, None, max_batch_size=1, max_len=64).submit(
+        Request(prompt, max_new_tokens=10, temperature=0.0))  # fmt: skip
+    alone.result()
+    engine = Engine(model, None, max_batch_size=8, max_len=64)
+    seen = []
+    forward = model.forward_prefill
+
+    def spy(idx, cache, **kw):
+        seen.append(tuple(idx.shape))
+        return forward(idx, cache, **kw)
+
+    model.forward_prefill = spy
+    try:
+        h = engine.submit(Request(prompt, max_new_tokens=10, temperature=0.0))
+        h.result()
+    finally:
+        del model.forward_prefill
+    assert h.token_ids == alone.token_ids
+    assert all(b == 1 for b, _ in seen), seen  # prefill (1, 6) and decode steps (1, 1)
+    cache = engine.cache
+    with pytest.raises(ValueError, match="start < stop"):
+        cache.rows(3, 3)
+    view = cache.rows(2, 5)
+    assert view.batch_size == 3 and view.layers[0].k_buf.data_ptr() == (
+        cache.layers[0].k_buf[2:5].data_ptr())  # fmt: skip

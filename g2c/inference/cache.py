@@ -250,9 +250,10 @@ class StaticKVCache:
         else:
             self.ptr = [p + a for p, a in zip(self.ptr, self._advance)]
             self.n_real = [n + r for n, r in zip(self.n_real, self._pending_real)]
-        if self._parent is not None:
+        if self._parent is not None:  # a view of rows [row, row + n): update the parent
             parent, row = self._parent
-            parent.ptr[row], parent.n_real[row] = self.ptr[0], self.n_real[0]
+            n = len(self.ptr)
+            parent.ptr[row : row + n], parent.n_real[row : row + n] = self.ptr, self.n_real
         self._index = None
 
     # -- editing ------------------------------------------------------------------------------
@@ -283,13 +284,24 @@ class StaticKVCache:
     def slot(self, row: int) -> StaticKVCache:
         """A one-row cache sharing this cache's buffers (views): a forward on it writes row
         ``row`` and updates this cache's pointers. Row outside [0, batch_size) → ValueError."""
-        if not 0 <= row < self.batch_size:
+        if not isinstance(row, int) or not 0 <= row < self.batch_size:
             raise ValueError(f"row must be in [0, {self.batch_size}), got {row}")
+        return self.rows(row, row + 1)
+
+    def rows(self, start: int, stop: int) -> StaticKVCache:
+        """Rows [start, stop) as a cache sharing this cache's buffers (views): a forward on it
+        writes those rows and updates this cache's pointers — the engine decodes only the
+        range of slots in use, not every slot. ``0 <= start < stop <= batch_size``, else
+        ValueError."""
+        if not (isinstance(start, int) and isinstance(stop, int)
+                and 0 <= start < stop <= self.batch_size):  # fmt: skip
+            raise ValueError(f"rows must satisfy 0 <= start < stop <= {self.batch_size}, got "
+                             f"{start}, {stop}")  # fmt: skip
         view = StaticKVCache.__new__(StaticKVCache)
-        bufs = [(ly.k_buf[row : row + 1], ly.v_buf[row : row + 1]) for ly in self.layers]
-        view._init(bufs, self.valid[row : row + 1])
-        view.ptr, view.n_real = [self.ptr[row]], [self.n_real[row]]
-        view._parent = (self, row)
+        bufs = [(ly.k_buf[start:stop], ly.v_buf[start:stop]) for ly in self.layers]
+        view._init(bufs, self.valid[start:stop])
+        view.ptr, view.n_real = self.ptr[start:stop], self.n_real[start:stop]
+        view._parent = (self, start)
         return view
 
     def reorder(self, index: torch.Tensor) -> StaticKVCache:

@@ -442,22 +442,24 @@ class Engine:
         return rows + admitted
 
     def _decode(self, rows: list[RequestHandle]) -> None:
-        cache = self.cache
-        B = self.max_batch_size
-        last = [0] * B
+        # only the range of slots in use takes part (a view of those cache rows): one request
+        # in a 16-slot engine costs one row's forward, not sixteen (slots fill lowest first)
+        lo = min(h.slot for h in rows)
+        hi = max(h.slot for h in rows) + 1
+        cache = self.cache if (lo, hi) == (0, self.max_batch_size) else self.cache.rows(lo, hi)
+        last = [0] * (hi - lo)
+        active = [False] * (hi - lo)
         for h in rows:
-            last[h.slot] = h.token_ids[-1]
-        idx = torch.tensor(last, dtype=torch.long, device=cache.device)[:, None]  # (B, 1)
-        active = [False] * B
-        for h in rows:
-            active[h.slot] = True
+            last[h.slot - lo] = h.token_ids[-1]
+            active[h.slot - lo] = True
+        idx = torch.tensor(last, dtype=torch.long, device=cache.device)[:, None]  # (B', 1)
         cache.advance_rows = None if all(active) else active  # idle slots stay where they are
         try:
-            logits, _ = self.model.forward_prefill(idx, cache)  # (B, 1, V)
+            logits, _ = self.model.forward_prefill(idx, cache)  # (B', 1, V)
         finally:
             cache.advance_rows = None
         self.steps += 1
-        for h in self._pick(rows, [h.slot for h in rows], logits[:, -1]):
+        for h in self._pick(rows, [h.slot - lo for h in rows], logits[:, -1]):
             if h.finished:
                 self._free(h)
 
