@@ -132,7 +132,60 @@ def get_lm_batch(
     return windows[:, :-1].long(), windows[:, 1:].long()  # (B, T), (B, T)
 
 
-class TokenStream:
+class _RangeStream:
+    """What :class:`TokenStream` and :class:`ShardedTokenStream` share: a contiguous range
+    ``[start, stop)`` of ids that subclasses read with ``_gather(positions) -> int64 array``."""
+
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def _gather(self, positions: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def to_tensor(self) -> torch.Tensor:
+        """The whole range as a 1-D ``torch.long`` tensor (N,)."""
+        return self[:]
+
+    def split(self, train_fraction: float = 0.9) -> tuple[Any, Any]:
+        """Contiguous ``(train, val)`` views, cut as ``split_token_stream`` cuts a tensor."""
+        if not isinstance(train_fraction, (int, float)) or not 0.0 < train_fraction < 1.0:
+            raise ValueError(
+                f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction}"
+            )
+        n_train = int(len(self) * train_fraction)
+        if n_train == 0 or n_train == len(self):
+            raise ValueError(
+                f"split of {len(self)} tokens at train_fraction={train_fraction} leaves an empty "
+                "side; pass more tokens or a fraction closer to 0.5"
+            )
+        cut = self.start + n_train
+        views = []
+        for a, b in ((self.start, cut), (cut, self.stop)):
+            view = object.__new__(type(self))
+            view.__dict__.update(self.__dict__, start=a, stop=b)
+            views.append(view)
+        return views[0], views[1]
+
+    def get_lm_batch(
+        self, batch_size: int, context_length: int, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random windows x, y (B, T) long on CPU, drawn as ``get_lm_batch`` draws them."""
+        n = len(self)
+        if n < context_length + 1:
+            raise ValueError(
+                f"{self} is too short: {n} tokens, need at least context_length + 1 = "
+                f"{context_length + 1}"
+            )
+        starts = torch.randint(0, n - context_length, (batch_size,), generator=generator)  # (B,)
+        pos = self.start + starts.numpy()[:, None] + np.arange(context_length + 1)[None, :]
+        windows = torch.from_numpy(self._gather(pos))  # (B, T+1)
+        return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
+
+
+class TokenStream(_RangeStream):
     """A memory-mapped 1-D token stream over a g2c token-id file (no load into memory).
 
     ``TokenStream(path)`` opens a file written by ``g2c.data.save_token_ids`` (dtype from its
@@ -194,9 +247,6 @@ class TokenStream:
             np.memmap(self.path, dtype=np_dtype, mode="r") if total else np.zeros(0, np_dtype)
         )
 
-    def __len__(self) -> int:
-        return self.stop - self.start
-
     def __repr__(self) -> str:
         return f"TokenStream({str(self.path)!r}, start={self.start}, stop={self.stop})"
 
@@ -212,47 +262,12 @@ class TokenStream:
             raise IndexError(f"index {index} out of range for a stream of {n} ids")
         return int(self._data[self.start + index % n])
 
-    def to_tensor(self) -> torch.Tensor:
-        """The whole range as a 1-D ``torch.long`` tensor (N,)."""
-        return self[:]
-
-    def split(self, train_fraction: float = 0.9) -> tuple[TokenStream, TokenStream]:
-        """Contiguous ``(train, val)`` views, cut as ``split_token_stream`` cuts a tensor."""
-        if not isinstance(train_fraction, (int, float)) or not 0.0 < train_fraction < 1.0:
-            raise ValueError(
-                f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction}"
-            )
-        n_train = int(len(self) * train_fraction)
-        if n_train == 0 or n_train == len(self):
-            raise ValueError(
-                f"split of {len(self)} tokens at train_fraction={train_fraction} leaves an empty "
-                "side; pass more tokens or a fraction closer to 0.5"
-            )
-        cut = self.start + n_train
-        views = []
-        for a, b in ((self.start, cut), (cut, self.stop)):
-            view = object.__new__(TokenStream)
-            view.__dict__.update(self.__dict__, start=a, stop=b)
-            views.append(view)
-        return views[0], views[1]
-
-    def get_lm_batch(
-        self, batch_size: int, context_length: int, *, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random windows x, y (B, T) long on CPU, as ``get_lm_batch`` draws them."""
-        n = len(self)
-        if n < context_length + 1:
-            raise ValueError(
-                f"{self} is too short: {n} tokens, need at least context_length + 1 = "
-                f"{context_length + 1}"
-            )
-        starts = torch.randint(0, n - context_length, (batch_size,), generator=generator)  # (B,)
-        index = self.start + starts.numpy()[:, None] + np.arange(context_length + 1)[None, :]
-        windows = torch.from_numpy(self._data[index].astype(np.int64))  # (B, T+1)
-        return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
+    def _gather(self, positions: np.ndarray) -> np.ndarray:
+        """int64 ids at absolute positions (any shape) of the file."""
+        return self._data[positions].astype(np.int64)
 
 
-class ShardedTokenStream:
+class ShardedTokenStream(_RangeStream):
     """The shards of one split of a prepared corpus as one memory-mapped 1-D token stream.
 
     ``ShardedTokenStream(paths, dtype=...)`` concatenates token-id files (each opened with
@@ -337,9 +352,6 @@ class ShardedTokenStream:
         stream.manifest = manifest
         return stream
 
-    def __len__(self) -> int:
-        return self.stop - self.start
-
     def __repr__(self) -> str:
         return (
             f"ShardedTokenStream({len(self.paths)} shards from {str(self.paths[0].parent)!r}, "
@@ -372,42 +384,3 @@ class ShardedTokenStream:
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a stream of {n} ids")
         return int(self._gather(np.array([self.start + index % n]))[0])
-
-    def to_tensor(self) -> torch.Tensor:
-        """The whole range as a 1-D ``torch.long`` tensor (N,)."""
-        return self[:]
-
-    def split(self, train_fraction: float = 0.9) -> tuple[ShardedTokenStream, ShardedTokenStream]:
-        """Contiguous ``(train, val)`` views, cut as ``split_token_stream`` cuts a tensor."""
-        if not isinstance(train_fraction, (int, float)) or not 0.0 < train_fraction < 1.0:
-            raise ValueError(
-                f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction}"
-            )
-        n_train = int(len(self) * train_fraction)
-        if n_train == 0 or n_train == len(self):
-            raise ValueError(
-                f"split of {len(self)} tokens at train_fraction={train_fraction} leaves an empty "
-                "side; pass more tokens or a fraction closer to 0.5"
-            )
-        cut = self.start + n_train
-        views = []
-        for a, b in ((self.start, cut), (cut, self.stop)):
-            view = object.__new__(ShardedTokenStream)
-            view.__dict__.update(self.__dict__, start=a, stop=b)
-            views.append(view)
-        return views[0], views[1]
-
-    def get_lm_batch(
-        self, batch_size: int, context_length: int, *, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random windows x, y (B, T) long on CPU, drawn as ``get_lm_batch`` draws them."""
-        n = len(self)
-        if n < context_length + 1:
-            raise ValueError(
-                f"{self} is too short: {n} tokens, need at least context_length + 1 = "
-                f"{context_length + 1}"
-            )
-        starts = torch.randint(0, n - context_length, (batch_size,), generator=generator)  # (B,)
-        pos = self.start + starts.numpy()[:, None] + np.arange(context_length + 1)[None, :]
-        windows = torch.from_numpy(self._gather(pos))  # (B, T+1)
-        return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
