@@ -290,6 +290,8 @@ class Assistant:
 
     @config.setter
     def config(self, config: AssistantConfig) -> None:
+        """Replace the whole config (validated against the backend and tools; a non-config →
+        AssistantError)."""
         if not isinstance(config, AssistantConfig):
             raise AssistantError(f"config must be an AssistantConfig, got {type(config).__name__}")
         self._check_mode(config, self._backend, self.registry)
