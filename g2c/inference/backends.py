@@ -528,17 +528,7 @@ class _HTTPBackend(Backend):
         self.client.close()
 
     def _post(self, path: str, payload: dict) -> dict:
-        url = self.base_url + path
-        try:
-            r = self.client.post(url, json=payload)
-        except httpx.HTTPError as e:
-            raise self.error(f"cannot reach {url}: {e}; is the server running?") from e
-        if r.status_code >= 400:
-            raise self.error(f"{url} answered HTTP {r.status_code}: {r.text[:500]}")
-        try:
-            return r.json()
-        except ValueError as e:
-            raise self.error(f"{url} did not answer JSON: {r.text[:200]!r}") from e
+        return post_json(self.client, self.base_url + path, payload, self.error)
 
     def _lines(self, path: str, payload: dict) -> Iterator[str]:
         url = self.base_url + path
@@ -550,6 +540,23 @@ class _HTTPBackend(Backend):
                 yield from r.iter_lines()
         except httpx.HTTPError as e:
             raise self.error(f"cannot reach {url}: {e}; is the server running?") from e
+
+
+def post_json(client: Any, url: str, payload: dict, error: type[Exception]) -> Any:
+    """POST ``payload`` as JSON with an ``httpx.Client`` and return the decoded JSON answer.
+    An unreachable server, an HTTP status ≥ 400 or a body that is not JSON → ``error`` (the
+    backend's exception class) with the URL and the server's words, never an httpx traceback.
+    Shared by the HTTP backends and ``g2c.rag.HTTPEmbedder``."""
+    try:
+        r = client.post(url, json=payload)
+    except httpx.HTTPError as e:
+        raise error(f"cannot reach {url}: {e}; is the server running?") from e
+    if r.status_code >= 400:
+        raise error(f"{url} answered HTTP {r.status_code}: {r.text[:500]}")
+    try:
+        return r.json()
+    except ValueError as e:
+        raise error(f"{url} did not answer JSON: {r.text[:200]!r}") from e
 
 
 class OllamaBackend(_HTTPBackend):

@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - httpx is a core dependency
     httpx = None
 
 from g2c.inference import OllamaBackend, OllamaError, OpenAIBackend, OpenAIError
+from g2c.inference.backends import post_json
 from g2c.rag.chunking import word_count
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -261,20 +262,14 @@ class HTTPEmbedder(Embedder):
             url, payload = self.base_url + "/embeddings", {"model": self.model_id, "input": texts}
         else:
             url, payload = self.base_url + "/api/embed", {"model": self.model_id, "input": texts}
+        obj = post_json(self.client, url, payload, self.error)
         try:
-            r = self.client.post(url, json=payload)
-        except httpx.HTTPError as e:
-            raise self.error(f"cannot reach {url}: {e}; is the server running?") from e
-        if r.status_code >= 400:
-            raise self.error(f"{url} answered HTTP {r.status_code}: {r.text[:500]}")
-        try:
-            obj = r.json()
             if self.api == "openai":
                 rows = [d["embedding"] for d in sorted(obj["data"], key=lambda d: d["index"])]
             else:
                 rows = obj["embeddings"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise self.error(f"{url} did not answer embeddings: {r.text[:200]!r}") from e
+        except (KeyError, TypeError) as e:
+            raise self.error(f"{url} did not answer embeddings: {str(obj)[:200]!r}") from e
         if len(rows) != len(texts) or len({len(v) for v in rows}) != 1:
             raise self.error(f"{url} answered {len(rows)} vectors of uneven or wrong count for "
                              f"{len(texts)} inputs")  # fmt: skip
