@@ -336,3 +336,21 @@ def test_decode_runs_only_the_slots_in_use(model):
     view = cache.rows(2, 5)
     assert view.batch_size == 3 and view.layers[0].k_buf.data_ptr() == (
         cache.layers[0].k_buf[2:5].data_ptr())  # fmt: skip
+
+
+def test_embed_is_the_normalised_mean_of_the_final_hidden_states(model):
+    """``Engine.embed``: one unit vector of embedding_dim per row, the L2-normalised mean over
+    positions of forward_hidden; the order of rows does not matter; an empty row is refused."""
+    engine = Engine(model, None, max_batch_size=1, max_len=64)
+    rows = [[5, 9, 2], [7], [5, 9, 2, 40, 41]]
+    vecs = torch.tensor(engine.embed(rows))
+    assert vecs.shape == (3, model.embedding_dim)
+    torch.testing.assert_close(vecs.norm(dim=-1), torch.ones(3))
+    with torch.no_grad():
+        h = model.forward_hidden(torch.tensor([rows[2]]))[0]  # (T, D)
+    direction = h.mean(0) / h.mean(0).norm()
+    torch.testing.assert_close(vecs[2], direction, rtol=0, atol=1e-6)
+    assert engine.embed(rows[::-1]) == engine.embed(rows)[::-1]
+    assert not torch.allclose(vecs[0], vecs[2])  # a longer text is a different vector
+    with pytest.raises(ValueError, match="empty"):
+        engine.embed([[1, 2], []])

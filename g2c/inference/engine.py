@@ -475,6 +475,24 @@ class Engine:
             h._push(tok)
         return handles
 
+    def embed(self, rows: Sequence[Sequence[int]]) -> list[list[float]]:
+        """One embedding per row of token ids: the mean of the model's final hidden states
+        (``ln_final`` applied; ``forward_hidden``), L2-normalised — a float vector of the
+        model's ``embedding_dim`` per row (what ``/v1/embeddings`` and ``/api/embed`` serve).
+        Runs under no_grad on the model's device; an empty row → ValueError."""
+        model = self.model
+        device = model.token_embed.weight.device
+        out = []
+        with torch.no_grad():
+            for n, ids in enumerate(rows):
+                if len(ids) == 0:
+                    raise ValueError(f"rows[{n}] is empty: embed needs at least one token")
+                idx = torch.tensor([list(ids)], dtype=torch.long, device=device)
+                h = model.forward_hidden(idx)[0].float()  # (T, D)
+                v = torch.nn.functional.normalize(h.mean(dim=0), dim=0)  # (D,)
+                out.append(v.cpu().tolist())
+        return out
+
     def run(self) -> None:
         """Step until every queued and running request has finished."""
         while self.has_work():

@@ -11,7 +11,6 @@ from typing import Any
 
 import jsonschema
 import pydantic
-import torch
 from starlette.requests import Request as HTTPRequest
 
 from g2c.inference import TOOL_CALL_OPEN, Engine, Request, ToolCallConstraint, parse_tool_call
@@ -300,18 +299,9 @@ async def started(ticket: Ticket, max_field: str = "max_tokens") -> Ticket:
 
 # -- embeddings -------------------------------------------------------------------------------
 def embed_ids(engine: Engine, rows: list[list[int]]) -> list[list[float]]:
-    """Mean-pooled final hidden states (``ln_final`` applied) of each row, L2-normalised:
-    one float vector of the model's ``embedding_dim`` per input. Runs on the scheduler's
-    thread (the model is not shared with a decode step)."""
-    model = engine.model
-    out = []
-    with torch.no_grad():
-        for ids in rows:
-            idx = torch.tensor([ids], dtype=torch.long, device=model.token_embed.weight.device)
-            h = model.forward_hidden(idx)[0].float()  # (T, D)
-            v = torch.nn.functional.normalize(h.mean(dim=0), dim=0)  # (D,)
-            out.append(v.cpu().tolist())
-    return out
+    """``engine.embed(rows)`` (kept under this name for existing callers). Runs on the
+    scheduler's thread (the model is not shared with a decode step)."""
+    return engine.embed(rows)
 
 
 def embedding_rows(engine: Engine, inputs: Any, *, truncate: bool, where: str) -> list[list[int]]:
