@@ -164,6 +164,7 @@ class VocabIndex:
         self.vocab_bytes = vocab_bytes
         self.trie = VocabTrie((tb, i) for i, tb in enumerate(vocab_bytes) if tb)
         self._splits: dict[bytes, LoopSplit] = {}
+        self._derived: dict[Hashable, Any] = {}
         self._cache: OrderedDict[Hashable, Any] = OrderedDict()
         self.max_cached = max_cached
 
@@ -182,6 +183,13 @@ class VocabIndex:
                         all_loop[i] = True
             split = self._splits[loop] = LoopSplit(all_loop, VocabTrie(pairs))
         return split
+
+    def derived(self, key: Hashable, build: Callable[[VocabIndex], Any]) -> Any:
+        """``build(self)`` computed once per vocabulary under ``key`` and kept (never evicted):
+        a grammar's own per-vocabulary tables, as :meth:`loop_split` is for self-loops."""
+        if key not in self._derived:
+            self._derived[key] = build(self)
+        return self._derived[key]
 
     def cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """``compute()`` memoized under ``key`` in this vocabulary's LRU."""

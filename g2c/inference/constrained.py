@@ -1,4 +1,4 @@
-"""Constrained decoding for the engine: JSON values, JSON-Schema-shaped objects, tool calls.
+"""Constrained decoding for the engine: JSON values, JSON-Schema-shaped values, tool calls.
 
 A constraint is a byte-level automaton over a *sequence of segments*; the engine asks it for a
 mask of the tokens allowed next (``allowed(remaining)``) and tells it the token it chose
@@ -13,24 +13,33 @@ mask of the tokens allowed next (``allowed(remaining)``) and tells it the token 
   ``first`` restricts its first byte (``b'"'`` a string, ``b"{"`` an object, ``None`` any);
 - ``("integer", first)`` — the same, but a number at its top level takes no fraction or
   exponent (JSON Schema ``integer``: ``12``, ``-3``, not ``1.5`` or ``1e3``);
-- ``("array", item_segments)`` — ``[]`` or ``[item, item, ...]`` (separator ``", "``), each item
-  the item segments.
+- ``("string", (min_chars, max_chars))`` — one JSON string of ``min_chars`` to ``max_chars``
+  characters (``max_chars`` None: no upper bound). Characters are Unicode code points as JSON
+  Schema counts them: an escape (``\\n``, ``\\u00e9``) is one, a UTF-8 sequence is one. So
+  that the count is exact, such a string takes only well-formed UTF-8 (RFC 3629) and no ``\\u``
+  escape of a UTF-16 surrogate (``\\ud83d``; the character itself is fine);
+- ``("array", (item_segments, min_items, max_items))`` — ``[]`` or ``[item, item, ...]``
+  (separator ``", "``), each item the item segments, ``min_items`` to ``max_items`` of them
+  (``max_items`` None: no upper bound);
+- ``("alt", (segments_1, segments_2, ...))`` — any one of the alternatives (JSON Schema
+  ``anyOf``). Alternatives may share a prefix (two objects that begin with the same key): the
+  automaton follows every alternative still alive at once — its state is then the tuple of
+  their states, each alternative joined to the rest of the sequence — until one is left.
 
-:func:`schema_segments` turns a JSON Schema object into segments: the keys of ``properties`` in
-schema order (the ``required`` ones when the schema lists them, else all), each followed by a
-value of its ``type`` (``string``, ``integer``, ``number``, ``boolean``, ``null``, a list of
-those), ``enum``/``const`` value, nested object (recursively) or ``array`` of ``items``
-(recursively). Objects without ``properties`` and arrays without ``items`` are any well-formed
-JSON object / array; string formats, patterns, lengths, numeric ranges and ``minItems`` are not
-enforced. As in :func:`g2c.sampling.generate_json`, a token is allowed only if the shortest
-completion still fits in the remaining token budget (one byte per token at worst, every single
-byte being a token in a byte-level BPE), so the output always finishes.
+:func:`schema_segments` turns a JSON Schema into segments; its docstring lists exactly which
+keywords are enforced. As in :func:`g2c.sampling.generate_json`, a token is allowed only if
+the shortest completion still fits in the remaining token budget (one byte per token at worst,
+every single byte being a token in a byte-level BPE), so the output always finishes:
+:func:`cost` is the exact length of the shortest completion from any state, so some byte
+always lowers it by one.
 
 Finding the allowed tokens: ``method="scan"`` is the readable reference — step every token's
 bytes from the current state (memoized per constraint object); ``method="trie"`` (default)
 walks a byte trie over the vocabulary built once per vocabulary and shares computed masks
 across requests (:mod:`g2c.inference._vocab_trie`) — the same sets (tests/test_constrained.py),
-tens to thousands of times fewer automaton steps.
+tens to thousands of times fewer automaton steps. (A string with ``maxLength`` counts its
+characters in the state, so each position in it is a new state: one trie walk per character
+the first time, cached afterwards.)
 
 Native tool calls (:func:`tool_call_segments`) have the form, documented for every g2c backend::
 
@@ -43,11 +52,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import torch
 
-from g2c.inference._vocab_trie import TokenSet, VocabIndex, vocab_index
+from g2c.inference._vocab_trie import TokenSet, VocabIndex, VocabTrie, vocab_index
 from g2c.sampling.json_constrained import END, N_DOT, N_EXP, VALUE, completion, step
 
 TOOL_CALL_OPEN = "<tool_call>"
@@ -76,12 +86,43 @@ _FIRST = {
 }
 _MIN_VALUE = {ord('"'): 2, ord("{"): 2, ord("["): 2, ord("t"): 4, ord("f"): 5, ord("n"): 4}
 
+# "string" sub-states (mode, characters so far): before the opening quote, inside, after a
+# backslash, inside \uXXXX with 4 / 3 / 2 / 1 hex digits left (_U3D: 3 left after a first "d",
+# where the next digit must keep the code unit out of the surrogates D800-DFFF)
+_S_PRE, _S_IN, _S_ESC, _U4, _U3, _U3D, _U2, _U1 = range(8)
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_ESCAPES = frozenset(b'"\\/bfnrt')
+_U_LEFT = {_U4: 4, _U3: 3, _U3D: 3, _U2: 2, _U1: 1}
+_U_NEXT = {_U3: _U2, _U2: _U1}
+# a well-formed UTF-8 lead byte → (continuation bytes, the range of the first one), RFC 3629:
+# no overlong forms, no surrogates, nothing above U+10FFFF
+_UTF8_LEAD = {b: (1, 0x80, 0xBF) for b in range(0xC2, 0xE0)}
+_UTF8_LEAD.update({b: (2, 0x80, 0xBF) for b in range(0xE1, 0xF0)})
+_UTF8_LEAD.update({0xE0: (2, 0xA0, 0xBF), 0xED: (2, 0x80, 0x9F)})
+_UTF8_LEAD.update({0xF0: (3, 0x90, 0xBF), 0xF1: (3, 0x80, 0xBF), 0xF2: (3, 0x80, 0xBF),
+                   0xF3: (3, 0x80, 0xBF), 0xF4: (3, 0x80, 0x8F)})  # fmt: skip
+
+# "array" sub-states (phase, items done[, item state]): before "[", after "[", after an item,
+# after ",", after ", ", inside an item
+_A_OPEN, _A_FIRST, _A_AFTER, _A_COMMA, _A_SPACE, _A_ITEM = range(6)
+
 
 def _json_cost(sub: tuple) -> int:
     mode, stack, only = sub
     if mode == VALUE and not stack and only is not None:  # typed value not started yet
-        return min(_MIN_VALUE.get(b, 1) for b in only)
+        return _least_value(only)
     return len(completion(sub))
+
+
+@lru_cache(maxsize=256)
+def _least_value(first: bytes) -> int:
+    return min(_MIN_VALUE.get(b, 1) for b in first)
+
+
+@lru_cache(maxsize=1 << 16)
+def _tail_cost(segs: tuple, i: int) -> int:
+    """Fewest bytes of the segments ``segs[i:]``."""
+    return sum(_segment_cost(s) for s in segs[i:])
 
 
 def _start(segs: tuple, i: int) -> State:
@@ -89,11 +130,41 @@ def _start(segs: tuple, i: int) -> State:
     if i >= len(segs):
         return (segs, len(segs), None)
     kind, arg = segs[i]
-    if kind == "lit" or kind == "array" or kind == "opt":
+    if kind == "lit" or kind == "opt":
         return (segs, i, 0)
+    if kind == "array":
+        return (segs, i, (_A_OPEN, 0))
+    if kind == "string":
+        return (segs, i, (_S_PRE, 0))
     if kind == "choice":
         return (segs, i, b"")
+    if kind == "alt":  # every alternative followed by the rest of this sequence
+        return _union(segs, i, [_start(tuple(alt) + segs[i + 1 :], 0) for alt in arg])
     return (segs, i, (VALUE, (), arg))  # json, integer
+
+
+def _is_union(state: State) -> bool:
+    segs, i, _ = state
+    return i < len(segs) and segs[i][0] == "alt"
+
+
+def _union(segs: tuple, i: int, members: list) -> State | None:
+    """The state of alternative ``segs[i]`` whose live alternatives are ``members`` (None: dead;
+    nested unions are flattened, duplicates dropped). One left → that one's own state; all
+    complete → the first (nothing can follow a complete value but the rest of the sequence,
+    which each member already carries)."""
+    flat: dict[State, None] = {}
+    for m in members:
+        if m is None:
+            continue
+        for s in m[2][1] if _is_union(m) else (m,):
+            flat[s] = None
+    if not flat:
+        return None
+    alive = tuple(flat)
+    if len(alive) == 1 or all(_is_done(s) for s in alive):
+        return alive[0]
+    return (segs, i, ("alt", alive))
 
 
 def _is_done(state: State) -> bool:
@@ -114,8 +185,15 @@ def step_segments(state: State, b: int) -> State | None:
         return _start(segs, i + 1) if b == arg[0] else step_segments(_start(segs, i + 1), b)
     if kind == "choice":
         return _step_choice(segs, i, sub, arg, b)
+    if kind == "alt":
+        return _union(segs, i, [step_segments(m, b) for m in sub[1]])
     if kind == "array":
         return _step_array(segs, i, sub, arg, b)
+    if kind == "string":
+        nxt = _step_string(sub, arg, b)
+        if nxt is None or nxt == END:
+            return None if nxt is None else _start(segs, i + 1)
+        return (segs, i, nxt)
     # whitespace before a value stays allowed (JSON allows it): SmolLM2 writes the
     # calculator's expression after `":` + ` ` + ` "`, and an empty string ("") without it
     nxt = step(sub, b)  # json, integer
@@ -143,50 +221,118 @@ def _step_choice(segs: tuple, i: int, sub: bytes, options: tuple, b: int) -> Sta
     return (segs, i, t)
 
 
-# array sub-states: 0 before "[", 1 after "[", 2 after an item, 3 after ",", 4 after ", ",
-# ("item", state of the item segments) inside an item
-def _step_array(segs: tuple, i: int, sub: Any, items: tuple, b: int) -> State | None:
-    if sub == 0:
-        return (segs, i, 1) if b == 0x5B else None
-    if sub == 2:
-        if b == 0x2C:
-            return (segs, i, 3)
-        return _start(segs, i + 1) if b == 0x5D else None
-    if sub == 3:
-        return (segs, i, 4) if b == 0x20 else None
-    if sub == 1 and b == 0x5D:
-        return _start(segs, i + 1)
-    inner = _start(items, 0) if sub in (1, 4) else sub[1]
-    nxt = step_segments(inner, b)
-    if nxt is None:
-        if sub not in (1, 4) and cost(inner) == 0:  # the item (a number) ended: byte goes on
-            return _step_array(segs, i, 2, items, b)
+def _count(n: int, low: int, high: int | None) -> int:
+    """A count kept in a state: exact under an upper bound, else capped at the lower bound
+    (beyond it the count no longer matters, so states — and cached masks — repeat)."""
+    return n if high is not None else min(n, low)
+
+
+def _step_string(sub: tuple, bounds: tuple, b: int) -> Any:
+    """One byte of a length-bounded JSON string: the next sub-state, END (closed) or None."""
+    mode, n = sub
+    low, high = bounds
+    if mode == _S_PRE:
+        if b in _WS:
+            return sub
+        return (_S_IN, 0) if b == 0x22 else None
+    if mode == _S_IN:
+        if b == 0x22:
+            return END if n >= low else None
+        if b < 0x20:
+            return None  # raw control characters are not allowed
+        if high is not None and n >= high:
+            return None
+        if b >= 0x80:  # a UTF-8 lead byte counts its character; its continuation bytes follow
+            return (_UTF8_LEAD[b], _count(n + 1, low, high)) if b in _UTF8_LEAD else None
+        return (_S_ESC if b == 0x5C else _S_IN, _count(n + 1, low, high))  # \ counts its escape
+    if isinstance(mode, tuple):  # inside a UTF-8 sequence: (bytes left, next byte's range)
+        left, lo, hi = mode
+        if not lo <= b <= hi:
+            return None
+        return (_S_IN, n) if left == 1 else ((left - 1, 0x80, 0xBF), n)
+    if mode == _S_ESC:
+        if b in _ESCAPES:
+            return (_S_IN, n)
+        return (_U4, n) if b == 0x75 else None
+    if b not in _HEX:
         return None
-    return (segs, i, 2) if _is_done(nxt) else (segs, i, ("item", nxt))
+    if mode == _U4:
+        return (_U3D if b in b"dD" else _U3, n)
+    if mode == _U3D:
+        return (_U2, n) if b in b"01234567" else None
+    return (_S_IN, n) if mode == _U1 else (_U_NEXT[mode], n)
 
 
+def _string_cost(sub: tuple, bounds: tuple) -> int:
+    mode, n = sub
+    if mode == _S_PRE:
+        return 2 + bounds[0]
+    more = max(bounds[0] - n, 0) + 1  # the characters still owed, then the closing quote
+    if mode == _S_IN:
+        return more
+    if isinstance(mode, tuple):
+        return mode[0] + more
+    return (1 if mode == _S_ESC else _U_LEFT[mode]) + more
+
+
+def _step_array(segs: tuple, i: int, sub: tuple, arg: tuple, b: int) -> State | None:
+    items, low, high = arg
+    phase, n = sub[0], sub[1]
+    if phase == _A_OPEN:
+        return (segs, i, (_A_FIRST, 0)) if b == 0x5B else None
+    if phase == _A_AFTER:
+        if b == 0x2C:
+            return (segs, i, (_A_COMMA, n)) if high is None or n < high else None
+        return _start(segs, i + 1) if b == 0x5D and n >= low else None
+    if phase == _A_COMMA:
+        return (segs, i, (_A_SPACE, n)) if b == 0x20 else None
+    if phase == _A_FIRST and (b == 0x5D or high == 0):
+        return _start(segs, i + 1) if b == 0x5D and low == 0 else None
+    inner = sub[2] if phase == _A_ITEM else _start(items, 0)
+    nxt = step_segments(inner, b)
+    done = (segs, i, (_A_AFTER, _count(n + 1, low, high)))
+    if nxt is None:
+        if phase == _A_ITEM and cost(inner) == 0:  # the item (a number) ended: byte goes on
+            return _step_array(segs, i, done[2], arg, b)
+        return None
+    return done if _is_done(nxt) else (segs, i, (_A_ITEM, n, nxt))
+
+
+def _array_cost(sub: tuple, arg: tuple) -> int:
+    items, low, _ = arg
+    phase, n = sub[0], sub[1]
+    item = _tail_cost(items, 0)
+
+    def tail(k: int) -> int:  # k items written: the ones still owed (", " + item each), "]"
+        return max(low - k, 0) * (item + 2) + 1
+
+    if phase in (_A_OPEN, _A_FIRST):
+        first = 1 if low == 0 else item + tail(1)
+        return first + (phase == _A_OPEN)
+    if phase == _A_AFTER:
+        return tail(n)
+    if phase == _A_ITEM:
+        return cost(sub[2]) + tail(n + 1)
+    return item + tail(n + 1) + (phase == _A_COMMA)
+
+
+@lru_cache(maxsize=1 << 16)
 def _segment_cost(seg: Segment) -> int:
+    """Fewest bytes of one whole segment (cached: segments are immutable tuples)."""
     kind, arg = seg
     if kind == "opt":
         return 0
     if kind == "lit":
         return len(arg)
     if kind == "choice":
-        return min(len(opt) + sum(_segment_cost(s) for s in cont) for opt, cont in arg)
+        return min(len(opt) + _tail_cost(cont, 0) for opt, cont in arg)
+    if kind == "alt":
+        return min(_tail_cost(alt, 0) for alt in arg)
     if kind == "array":
-        return 2
+        return _array_cost((_A_OPEN, 0), arg)
+    if kind == "string":
+        return 2 + arg[0]
     return _json_cost((VALUE, (), arg))
-
-
-def _array_cost(sub: Any, items: tuple) -> int:
-    if sub == 0:
-        return 2
-    if sub in (1, 2):
-        return 1
-    item = sum(_segment_cost(s) for s in items)
-    if sub == 3:
-        return item + 2
-    return item + 1 if sub == 4 else cost(sub[1]) + 1
 
 
 def cost(state: State) -> int:
@@ -194,20 +340,22 @@ def cost(state: State) -> int:
     segs, i, sub = state
     if i >= len(segs):
         return 0
-    rest = sum(_segment_cost(s) for s in segs[i + 1 :])
     kind, arg = segs[i]
+    if kind == "alt":  # each alternative carries the rest of the sequence
+        return min(cost(m) for m in sub[1])
+    rest = _tail_cost(segs, i + 1)
     if kind == "opt":
         return rest
     if kind == "lit":
         return len(arg) - sub + rest
     if kind == "choice":
         return rest + min(
-            len(opt) - len(sub) + sum(_segment_cost(s) for s in cont)
-            for opt, cont in arg
-            if opt.startswith(sub)
+            len(opt) - len(sub) + _tail_cost(cont, 0) for opt, cont in arg if opt.startswith(sub)
         )
     if kind == "array":
         return _array_cost(sub, arg) + rest
+    if kind == "string":
+        return _string_cost(sub, arg) + rest
     return _json_cost(sub) + rest
 
 
@@ -315,9 +463,49 @@ class SegmentConstraint:
 
 
 def _token_set(index: VocabIndex, state: State) -> TokenSet:
-    segs, i, _ = state
+    segs, i, sub = state
+    if i < len(segs) and segs[i][0] == "string" and sub[0] == _S_IN:
+        return _counted_string_token_set(index, state)
     no_loops = i >= len(segs) or segs[i][0] in ("lit", "choice")  # nothing to find: skip 256 steps
     return index.token_set(state, step_segments, cost, min_loop=257 if no_loops else 32)
+
+
+_PLAIN = bytes(b for b in range(0x20, 0x80) if b not in b'"\\')  # one character each, no escape
+
+
+def _plain_tables(index: VocabIndex) -> tuple[torch.Tensor, VocabTrie]:
+    """Per vocabulary: the length (long (V,)) of each token made only of plain ASCII string
+    characters (-1 for the others), and a trie of the others' bytes."""
+    lengths = torch.full((index.size,), -1, dtype=torch.long)
+    others = []
+    for t, tb in enumerate(index.vocab_bytes):
+        if tb and not tb.lstrip(_PLAIN):
+            lengths[t] = len(tb)
+        elif tb:
+            others.append((tb, t))
+    return lengths, VocabTrie(others)
+
+
+def _counted_string_token_set(index: VocabIndex, state: State) -> TokenSet:
+    """Inside a length-bounded string each character changes the state (its count), so no byte
+    loops and a plain trie walk would visit the whole vocabulary. Instead: a token of ``k``
+    plain ASCII characters is allowed when ``k`` fits under ``maxLength`` and costs the
+    characters still owed after it plus the closing quote and the rest (tensor arithmetic);
+    only the other tokens (quotes, escapes, non-ASCII) are walked. Same set as the scan."""
+    segs, i, (_, n) = state
+    low, high = segs[i][1]
+    lengths, others = index.derived("counted-string", _plain_tables)
+    rest = _tail_cost(segs, i + 1)
+    ok = lengths >= 0 if high is None else (lengths >= 0) & (lengths <= high - n)
+    owed = low - n  # characters still owed before the string may close
+    base = ok & (lengths >= owed)
+    short = (ok & (lengths < owed)).nonzero().flatten()
+    ids, costs = [short], [owed - lengths[short] + 1 + rest]
+    for tids, s in others.walk(state, step_segments):
+        ids.append(torch.tensor(tids, dtype=torch.long))
+        costs.append(torch.full((len(tids),), cost(s), dtype=torch.long))
+    return TokenSet(index.size, base if bool(base.any()) else None, 1 + rest, torch.cat(ids),
+                    torch.cat(costs))  # fmt: skip
 
 
 def json_segments(top_level: str = "any") -> list[Segment]:
@@ -335,58 +523,231 @@ def _first_bytes(kinds: list[str]) -> bytes | None:
     return bytes(sorted(set(b"".join(_FIRST[k] for k in kinds))))
 
 
-def _value_segments(prop: dict[str, Any]) -> list[Segment]:
-    """Segments for one value of the schema ``prop`` (see :func:`schema_segments`)."""
-    if "const" in prop:
-        return [("choice", ((json.dumps(prop["const"]).encode("utf-8"), ()),))]
-    if isinstance(prop.get("enum"), list) and prop["enum"]:
-        opts = dict.fromkeys(json.dumps(v).encode("utf-8") for v in prop["enum"])
-        return [("choice", tuple((opt, ()) for opt in opts))]
+def _kinds(prop: dict[str, Any]) -> list[str]:
+    """The schema's ``type`` as a list (``[]`` when absent)."""
     kind = prop.get("type")
-    if kind is None:  # shape given without a type
-        kind = "object" if "properties" in prop else "array" if "items" in prop else None
-    if kind == "object" and isinstance(prop.get("properties"), dict) and prop["properties"]:
-        return _object_segments(prop)
-    items = prop.get("items")
-    if kind == "array" and isinstance(items, dict) and items:
-        return [("array", tuple(_value_segments(items)))]
-    kinds = [kind] if isinstance(kind, str) else list(kind) if isinstance(kind, list) else []
-    integer_only = "integer" in kinds and "number" not in kinds
-    return [("integer" if integer_only else "json", _first_bytes(kinds))]
+    if isinstance(kind, str):
+        return [kind]
+    return [k for k in kind if isinstance(k, str)] if isinstance(kind, list) else []
 
 
-def _object_segments(schema: dict[str, Any]) -> list[Segment]:
-    props = schema["properties"]
-    required = schema.get("required")
-    keys = [k for k in props if not isinstance(required, list) or k in required]
-    if not keys:
-        return [("lit", b"{}")]
-    segs: list[Segment] = []
-    for n, key in enumerate(keys):
-        head = ("{" if n == 0 else ", ") + json.dumps(key) + ":"
-        segs += [("lit", head.encode("utf-8")), _SPACE]
-        segs += _value_segments(props[key] if isinstance(props[key], dict) else {})
-    segs.append(("lit", b"}"))
-    return segs
+class _Schema:
+    """Compiles one JSON Schema (``root``, where local ``$ref`` s point) to segments."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+
+    # -- $ref / allOf --------------------------------------------------------------------------
+    def resolve(self, ref: Any, where: str) -> Any:
+        """The sub-schema a local ref (``#``, ``#/$defs/X``, ``#/definitions/X``, any JSON
+        pointer into the schema) names; anything else → ValueError."""
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            raise ValueError(f"{where}: $ref {ref!r} cannot be resolved; only refs into the same "
+                             "schema ('#/$defs/Name', '#/definitions/Name') are supported")  # fmt: skip
+        node: Any = self.root
+        for part in [p for p in ref[1:].split("/") if p]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                raise ValueError(f"{where}: $ref {ref!r} names nothing in the schema; add the "
+                                 "definition under $defs")  # fmt: skip
+        return node
+
+    def expand(self, prop: Any, where: str, active: frozenset) -> tuple[Any, frozenset]:
+        """``prop`` with its ``$ref`` inlined (the target's keywords win over the siblings) and
+        a single-schema or disjoint ``allOf`` merged in; ``(None, ...)`` for a recursive ref."""
+        while isinstance(prop, dict) and "$ref" in prop:
+            ref = prop["$ref"]
+            if ref in active:
+                return None, active
+            target = self.resolve(ref, where)
+            siblings = {k: v for k, v in prop.items() if k != "$ref"}
+            prop = {**siblings, **target} if isinstance(target, dict) else target
+            active = active | {ref}
+        if isinstance(prop, dict) and isinstance(prop.get("allOf"), list):
+            merged = {k: v for k, v in prop.items() if k != "allOf"}
+            for n, sub in enumerate(prop["allOf"]):
+                sub, active = self.expand(sub, f"{where}.allOf[{n}]", active)
+                if not isinstance(sub, dict):
+                    continue
+                for k, v in sub.items():
+                    if k == "properties" and isinstance(merged.get(k), dict):
+                        v = {**merged[k], **v}
+                    elif k == "required" and isinstance(merged.get(k), list):
+                        v = list(dict.fromkeys(merged[k] + list(v)))
+                    merged[k] = v
+            prop = merged
+        return prop, active
+
+    # -- values ----------------------------------------------------------------------------------
+    def value(self, prop: Any, where: str, active: frozenset) -> list[Segment]:
+        """Segments for one value of the schema ``prop`` (see :func:`schema_segments`)."""
+        expanded, active = self.expand(prop, where, active)
+        if expanded is None:  # a recursive ref: any value of the type it names
+            target = self.resolve(prop["$ref"], where)
+            return [("json", _first_bytes(_kinds(target) if isinstance(target, dict) else []))]
+        prop = expanded
+        if not isinstance(prop, dict):  # true / false / garbage: any value
+            return [("json", None)]
+        if "const" in prop:
+            return [("choice", ((json.dumps(prop["const"]).encode("utf-8"), ()),))]
+        if isinstance(prop.get("enum"), list) and prop["enum"]:
+            opts = dict.fromkeys(json.dumps(v).encode("utf-8") for v in prop["enum"])
+            return [("choice", tuple((opt, ()) for opt in opts))]
+        for key in ("anyOf", "oneOf"):
+            if isinstance(prop.get(key), list) and prop[key]:
+                rest = {k: v for k, v in prop.items() if k != key}
+                alts = [{**rest, **a} if isinstance(a, dict) else rest for a in prop[key]]
+                return self.union(alts, [f"{where}.{key}[{n}]" for n in range(len(alts))],
+                                  active)  # fmt: skip
+        kinds = _kinds(prop)
+        if not kinds:  # shape given without a type
+            shaped = {"object": ("properties", "required"), "array": ("items", "minItems",
+                      "maxItems", "prefixItems"), "string": ("minLength", "maxLength")}  # fmt: skip
+            kinds = [k for k, keys in shaped.items() if any(x in prop for x in keys)][:1]
+        if len(kinds) > 1 and any(self._shaped(prop, k) for k in kinds):
+            alts = [{**prop, "type": k} for k in kinds]
+            return self.union(alts, [f"{where}(type {k})" for k in kinds], active)
+        kind = kinds[0] if len(kinds) == 1 else None
+        if kind == "object" and self._shaped(prop, "object"):
+            return self.object(prop, where, active)
+        if kind == "array" and self._shaped(prop, "array"):
+            return self.array(prop, where, active)
+        if kind == "string" and self._shaped(prop, "string"):
+            low, high = _bounds(prop, "minLength", "maxLength", where)
+            if low or high is not None:
+                return [("string", (low, high))]
+        integer_only = "integer" in kinds and "number" not in kinds
+        return [("integer" if integer_only else "json", _first_bytes(kinds))]
+
+    @staticmethod
+    def _shaped(prop: dict[str, Any], kind: str) -> bool:
+        """Whether ``prop`` constrains a value of ``kind`` beyond its first byte."""
+        if kind == "object":
+            return bool(prop.get("properties")) or bool(prop.get("required"))
+        if kind == "array":
+            return any(k in prop for k in ("items", "minItems", "maxItems", "prefixItems"))
+        return kind == "string" and ("minLength" in prop or "maxLength" in prop)
+
+    def union(self, alts: list, wheres: list[str], active: frozenset) -> list[Segment]:
+        """``anyOf``: the alternatives' segments, simplified where possible — alternatives of
+        plain types merge into one typed value, enums/consts into one choice."""
+        options = list(dict.fromkeys(tuple(self.value(a, w, active)) for a, w in zip(alts,
+                                                                                    wheres)))  # fmt: skip
+        if len(options) == 1:
+            return list(options[0])
+        if any(o == (("json", None),) for o in options):
+            return [("json", None)]  # one alternative takes any value
+        if all(len(o) == 1 and o[0][0] in _JSON_KINDS and o[0][1] for o in options):
+            first = bytes(sorted(set(b"".join(o[0][1] for o in options))))
+            number = any(o[0][0] == "json" and b"0"[0] in o[0][1] for o in options)
+            integer = not number and any(o[0][0] == "integer" for o in options)
+            return [("integer" if integer else "json", first)]
+        if all(len(o) == 1 and o[0][0] == "choice" and not any(c for _, c in o[0][1])
+               for o in options):  # fmt: skip
+            return [("choice", tuple(dict.fromkeys(x for o in options for x in o[0][1])))]
+        return [("alt", tuple(options))]
+
+    def object(self, schema: dict[str, Any], where: str, active: frozenset) -> list[Segment]:
+        props = schema.get("properties")
+        props = props if isinstance(props, dict) else {}
+        required = schema.get("required")
+        keys = [k for k in props if not isinstance(required, list) or k in required]
+        if isinstance(required, list):  # required keys the properties do not describe
+            keys += [k for k in required if isinstance(k, str) and k not in props]
+        if not keys:
+            return [("lit", b"{}")]
+        segs: list[Segment] = []
+        for n, key in enumerate(keys):
+            head = ("{" if n == 0 else ", ") + json.dumps(key) + ":"
+            segs += [("lit", head.encode("utf-8")), _SPACE]
+            segs += self.value(props.get(key, True), f"{where}.{key}", active)
+        segs.append(("lit", b"}"))
+        return segs
+
+    def array(self, schema: dict[str, Any], where: str, active: frozenset) -> list[Segment]:
+        low, high = _bounds(schema, "minItems", "maxItems", where)
+        prefix = schema.get("prefixItems")
+        items = schema.get("items", True)
+        if isinstance(prefix, list) and prefix and (items is False or high == len(prefix)):
+            if low > len(prefix):  # a tuple: exactly its items (or as many as maxItems allows)
+                raise ValueError(f"{where}: minItems {low} > the {len(prefix)} prefixItems")
+            segs: list[Segment] = [("lit", b"[")]
+            for n, sub in enumerate(prefix):
+                segs += [("lit", b", ")] if n else []
+                segs += self.value(sub, f"{where}.prefixItems[{n}]", active)
+            return segs + [("lit", b"]")]
+        if items is False and not prefix:  # no items allowed
+            high = 0
+            if low:
+                raise ValueError(f"{where}: minItems {low} but items is false")
+        item = self.value(items, f"{where}.items", active)
+        return [("array", (tuple(item), low, high))]
+
+
+def _bounds(schema: dict[str, Any], lo_key: str, hi_key: str, where: str) -> tuple:
+    """``(low, high)`` from two non-negative integer keywords (high None when absent);
+    a bad value or low > high → ValueError."""
+    out = []
+    for key in (lo_key, hi_key):
+        v = schema.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ValueError(f"{where}: {key} must be a non-negative integer, got {v!r}")
+        out.append(v)
+    low, high = out[0] or 0, out[1]
+    if high is not None and low > high:
+        raise ValueError(f"{where}: {lo_key} {low} > {hi_key} {high}; no value can match")
+    return low, high
 
 
 def schema_segments(schema: dict[str, Any] | None) -> list[Segment]:
-    """Segments for a JSON object matching a JSON Schema (``type: object``): keys in
-    ``properties`` order — the ``required`` ones when the schema lists them, else all — each
-    followed by a value of its schema: ``type`` string / integer (no fraction or exponent) /
-    number / boolean / null / a list of these, ``enum`` or ``const``, a nested object with
-    ``properties`` (recursively), an ``array`` of ``items`` (recursively; ``[]`` or
-    ``[a, b, ...]``). No properties → any JSON object. A schema that is not a dict → TypeError.
-    Not enforced: string ``format``/``pattern``/lengths, numeric ranges, ``minItems``/
-    ``maxItems``, ``anyOf``/``oneOf`` (their values are any JSON value)."""
+    """Segments for a JSON value matching the JSON Schema ``schema`` (a dict; a root without
+    any type or shape is an object, as for OpenAI's ``response_format`` and Ollama's
+    ``format``; None → any JSON object). Not a dict → TypeError; an unresolvable ``$ref``,
+    a negative or non-integer length / item bound, or a minimum above its maximum → ValueError
+    naming where in the schema.
+
+    Enforced (the output always validates against these keywords):
+
+    - ``type``: string, integer (no fraction or exponent), number, boolean, null, object,
+      array, or a list of these (an alternative per shaped type);
+    - ``properties`` / ``required``: keys written in ``properties`` order — the ``required``
+      ones when the schema lists ``required``, else all — then any required key that
+      ``properties`` does not describe (any value); no other key is ever written, so
+      ``additionalProperties: false`` holds by construction;
+    - ``items``, ``minItems``, ``maxItems``; ``prefixItems`` when it fixes the whole array
+      (``items: false`` or ``maxItems`` = its length: a tuple, as pydantic writes them);
+    - string ``minLength`` / ``maxLength`` in characters (code points: an escape or a UTF-8
+      sequence is one; such strings are well-formed UTF-8 without surrogate ``\\u`` escapes);
+    - ``enum`` and ``const`` of any JSON values (written as ``json.dumps`` writes them);
+    - ``anyOf`` over any of these, nested too; the keywords beside an ``anyOf`` apply to
+      every alternative (``{"type": "object", "properties": ..., "anyOf": [{"required":
+      ["a"]}, {"required": ["b"]}]}``). ``oneOf`` is generated as ``anyOf``: when two
+      alternatives overlap (``integer`` and ``number``), the output may match both;
+    - ``$ref`` to ``#/$defs/...``, ``#/definitions/...`` or any ``#/`` pointer (inlined; the
+      siblings of a ``$ref`` — ``description``, ``default`` — are kept, the target wins);
+      ``allOf`` (merged: exact for one sub-schema or sub-schemas about different keys) —
+      what ``pydantic``'s ``model_json_schema()`` writes, ``Optional`` fields included.
+
+    Not enforced (ignored, never an error; validate the output when they matter): a recursive
+    ``$ref`` (the recursion point is any JSON value of the type its target names), ``pattern``,
+    ``format``, ``minimum`` / ``maximum`` / ``exclusiveMinimum`` / ``exclusiveMaximum`` /
+    ``multipleOf``, ``additionalProperties`` / ``patternProperties`` / ``propertyNames`` /
+    ``minProperties`` / ``maxProperties`` of objects without ``properties`` (any JSON
+    object), ``uniqueItems``, ``contains``, ``prefixItems`` with open-ended items, ``not``,
+    ``if`` / ``then`` / ``else``, ``dependentRequired`` / ``dependentSchemas``, and the
+    exclusivity of ``oneOf``. The optional properties of an object that lists ``required``
+    are never written."""
     if schema is None:
         return [("json", b"{")]
     if not isinstance(schema, dict):
         raise TypeError(f"schema must be a dict (JSON Schema), got {type(schema).__name__}")
-    props = schema.get("properties") or {}
-    if not isinstance(props, dict) or not props:
-        return [("json", b"{")]
-    return _object_segments(schema)
+    structural = ("type", "anyOf", "oneOf", "allOf", "$ref", "enum", "const")
+    root = schema if any(k in schema for k in structural) else {**schema, "type": "object"}
+    return _Schema(schema).value(root, "schema", frozenset({"#"}))
 
 
 def tool_call_segments(tools: Sequence[dict[str, Any]], *, open_marker: bool = True) -> list:

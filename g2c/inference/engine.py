@@ -59,8 +59,9 @@ class Request:
     contains one; the returned text stops before it, OpenAI-style, the tokens are kept),
     ``eos_ids`` (None = the engine's: the chat template's end-of-turn and the tokenizer's eos),
     ``seed`` (a private ``torch.Generator`` for this request), ``json`` ("any" / "object" /
-    "array": output constrained to one JSON value), ``json_schema`` (a flat JSON Schema: an
-    object with those keys and value types), ``constraint`` (any object with ``allowed
+    "array": output constrained to one JSON value), ``json_schema`` (a JSON Schema; the
+    enforced keywords are listed in :func:`g2c.inference.constrained.schema_segments`),
+    ``constraint`` (any object with ``allowed
     (remaining) -> bool (V,) | None``, ``advance(token_id)``, ``done``). Bad values →
     ValueError naming the field.
     """
