@@ -219,6 +219,33 @@ def test_json_schema_response_format_gives_valid_json(oai):
     assert isinstance(json.loads(obj.choices[0].message.content), dict)
 
 
+def test_openai_parse_with_a_pydantic_model(oai):
+    """The official client's structured-output helper: ``parse(response_format=<pydantic
+    model>)`` sends a strict schema ($defs/$ref for the nested model, anyOf for Optional,
+    maxItems / maxLength); a tiny random model's reply parses into the model on every seed."""
+    from typing import Literal
+
+    import pydantic
+
+    class Address(pydantic.BaseModel):
+        city: str = pydantic.Field(max_length=8)
+        zip: int
+
+    class Contact(pydantic.BaseModel):
+        name: str = pydantic.Field(min_length=1, max_length=10)
+        role: Literal["admin", "user"]
+        address: Address
+        nickname: str | None
+        tags: list[str] = pydantic.Field(max_length=2)
+
+    for seed in (1, 2):
+        r = oai.chat.completions.parse(model="tiny", messages=MESSAGES, max_tokens=160,
+                                       temperature=1.0, seed=seed, response_format=Contact)  # fmt: skip
+        parsed = r.choices[0].message.parsed
+        assert isinstance(parsed, Contact) and isinstance(parsed.address, Address)
+        assert 1 <= len(parsed.name) <= 10 and len(parsed.tags) <= 2
+
+
 def test_required_tool_call_has_valid_arguments_streamed_or_not(oai):
     r = oai.chat.completions.create(model="tiny", messages=MESSAGES, tools=[WEATHER],
                                     tool_choice="required", max_tokens=120, seed=0)  # fmt: skip
