@@ -596,13 +596,14 @@ class TrainingLoop:
             for name, value in metrics.items():
                 value = value.detach() if isinstance(value, torch.Tensor) else value
                 sums[name] = sums.get(name, 0.0) + value
+        names = list(sums)  # the loss mean over ranks overlaps clipping and the update
+        means_of = d.all_mean_async([float(total) / k] + [float(sums[n]) / k for n in names])
         grad_norm = d.clip_grad_norm_(self.grad_clip) if self.grad_clip else 0.0
         lr = self.lr()
         self.optimizer.lr = lr
         self.optimizer.step()
         self.step += 1
-        names = list(sums)
-        means = d.all_mean([float(total) / k] + [float(sums[n]) / k for n in names])
+        means = means_of()
         out = {"loss": means[0], "lr": lr, "grad_norm": float(grad_norm)}
         out.update(zip(names, means[1:]))
         return out
