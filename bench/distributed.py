@@ -6,6 +6,7 @@ process group / process so they do not share threads:
 
   g2c 1p x 1t     one process, 1 torch thread                  (the baseline)
   g2c 1p x 2t     one process, 2 torch threads                 (what threads alone give)
+  g2c 1p x 1t, half batch   one rank's share of the work (for the bound below)
   g2c ddp 2p x 1t torchrun, 2 processes x 1 thread, DDP, 6 windows per rank
   g2c fsdp 2p x 1t  the same with FSDP2 (per-block fully_shard)
   nanoGPT ddp 2p x 1t  nanoGPT's model (torch.nn) under plain torch DDP — what a user would
@@ -14,6 +15,9 @@ process group / process so they do not share threads:
 Per case: ``--warmup`` steps, then ``--steps`` timed steps (rank 0's wall time after a
 barrier); tokens/s = global batch tokens per step / mean step time. The issue's target: DDP
 2p x 1t >= 1.6x the 1p x 1t tokens/s; FSDP's overhead = DDP tokens/s / FSDP tokens/s - 1.
+The bound: with both cores computing, the all-reduce of the gradients cannot overlap the
+backward, so a 2-rank step takes at least (one rank's half-batch step + one all-reduce of every
+gradient, timed alone in the DDP case) — 1p x 1t step time / that = the best scaling possible.
 
 Writes bench/results/distributed.json (bench/results/distributed_quick.json with --quick)
 and prints a table. Usage: .venv/bin/python bench/distributed.py [--quick] [--steps N]
@@ -39,14 +43,14 @@ RESULTS = HERE / "results"
 CONFIG = {"vocab": 65, "layers": 4, "width": 128, "heads": 4, "context": 64, "batch": 12}
 
 
-def g2c_loop(strategy: str | None, threads: int):
+def g2c_loop(strategy: str | None, threads: int, batch: int | None = None):
     import torch
 
     torch.set_num_threads(threads)
     from g2c.pretraining import Trainer
     from g2c.transformer import TransformerLM
 
-    c = CONFIG
+    c = dict(CONFIG, batch=batch or CONFIG["batch"])
     model = TransformerLM(c["vocab"], c["width"], c["layers"], c["heads"], c["context"],
                           init="gpt2", generator=torch.Generator().manual_seed(0))  # fmt: skip
     trainer = Trainer(model, batch_size=c["batch"], context_length=c["context"], max_steps=10**6,
@@ -105,7 +109,8 @@ def worker(case: str, warmup: int, steps: int, out: str) -> None:
         step = nanogpt_ddp_step()
     else:
         strategy = None if case.startswith("single") else case.split("_")[0]
-        step = g2c_loop(strategy, 2 if case == "single_2t" else 1)
+        half = CONFIG["batch"] // 2 if case == "single_half" else None
+        step = g2c_loop(strategy, 2 if case == "single_2t" else 1, half)
     for _ in range(warmup):
         step()
     barrier()
@@ -114,9 +119,28 @@ def worker(case: str, warmup: int, steps: int, out: str) -> None:
         step()
     barrier()
     seconds = (time.perf_counter() - t0) / steps
+    extra = {}
+    if case == "ddp_2p":  # one all-reduce of every gradient, alone: the communication cost
+        import torch
+
+        from g2c.transformer import TransformerLM
+
+        c = CONFIG
+        model = TransformerLM(c["vocab"], c["width"], c["layers"], c["heads"], c["context"])
+        numel = sum(t.numel() for _, t in model.named_parameters())
+        flat = torch.ones(numel)
+        for _ in range(3):
+            dist.all_reduce(flat)
+        barrier()
+        t1 = time.perf_counter()
+        for _ in range(20):
+            dist.all_reduce(flat)
+        extra = {"allreduce_s": (time.perf_counter() - t1) / 20, "gradient_numel": numel}
     if rank == 0:
-        tokens = CONFIG["batch"] * CONFIG["context"]
-        Path(out).write_text(json.dumps({"step_s": seconds, "tokens_per_s": tokens / seconds}))
+        batch = CONFIG["batch"] // 2 if case == "single_half" else CONFIG["batch"]
+        tokens = batch * CONFIG["context"]
+        Path(out).write_text(json.dumps({"step_s": seconds, "tokens_per_s": tokens / seconds,
+                                         **extra}))  # fmt: skip
     if dist_case:
         import torch.distributed as dist
 
@@ -126,6 +150,7 @@ def worker(case: str, warmup: int, steps: int, out: str) -> None:
 CASES = {
     "single_1t": ("g2c 1p x 1t", 1),
     "single_2t": ("g2c 1p x 2t", 1),
+    "single_half": ("g2c 1p x 1t, half batch", 1),
     "ddp_2p": ("g2c ddp 2p x 1t", 2),
     "fsdp_2p": ("g2c fsdp 2p x 1t", 2),
     "nanogpt_ddp": ("nanoGPT+torch ddp 2p x 1t", 2),
@@ -172,13 +197,22 @@ def main() -> None:
               f"{r['speedup']:>11.2f}x")  # fmt: skip
     fsdp_overhead = results["ddp_2p"]["tokens_per_s"] / results["fsdp_2p"]["tokens_per_s"] - 1
     print(f"FSDP overhead vs DDP (2p x 1t): {fsdp_overhead * 100:+.1f} %")
+    # the best a 2-rank data-parallel step can do here: each rank's half batch, then one
+    # all-reduce of every gradient that cannot overlap (both cores are computing)
+    half_s = results["single_half"]["step_s"]
+    allreduce_s = results["ddp_2p"]["allreduce_s"]
+    bound = results["single_1t"]["step_s"] / (half_s + allreduce_s)
+    print(
+        f"bound: 1p x 1t step / (half-batch step {half_s * 1e3:.1f} ms + all-reduce of the "
+        f"gradients {allreduce_s * 1e3:.1f} ms) = {bound:.2f}x"
+    )
     print(f"target: ddp 2p x 1t >= 1.6x 1p x 1t -> {results['ddp_2p']['speedup']:.2f}x")
     RESULTS.mkdir(exist_ok=True)
     name = "distributed_quick.json" if args.quick else "distributed.json"
     payload = {
         "config": CONFIG, "warmup": warmup, "steps": steps, "quick": args.quick,
         "cores": os.cpu_count(), "platform": platform.platform(), "results": results,
-        "fsdp_overhead": fsdp_overhead,
+        "fsdp_overhead": fsdp_overhead, "scaling_bound": bound,
         "note": "shared machine" if args.quick else "",
     }  # fmt: skip
     (RESULTS / name).write_text(json.dumps(payload, indent=2))
