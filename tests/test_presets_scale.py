@@ -168,6 +168,7 @@ def test_gpt2_124m_preset_is_the_nanogpt_recipe(capsys) -> None:
     assert (t.max_lr, t.min_lr, t.warmup_steps, t.weight_decay, t.grad_clip) == (
         6e-4, 6e-5, 700, 0.1, 1.0)  # fmt: skip
     assert tuple(t.betas) == (0.9, 0.95) and t.optimizer == "adamw"
+    assert t.weight_decay_1d is False  # biases and LayerNorm gains do not decay (nanoGPT)
     assert t.batch_size * t.context_length * t.grad_accum_steps == 524_288  # 2**19 ≈ 0.5M
     assert t.autocast_dtype == "bfloat16"
     assert cli_main(["train", "--preset", "gpt2-124m", "--plan-memory", "--nproc", "8"]) == 0
@@ -221,6 +222,7 @@ def test_gpt2_124m_smoke_steps_on_cpu() -> None:
     model = pretrain.build_model(cfg, tok.vocab_size, 0)
     assert model.num_parameters() == 124_490_065  # GPT-2's 124,439,808 + the head's bias
     trainer = pretrain.build_trainer(cfg, model)
+    assert trainer.optimizer.decays == [p.dim() >= 2 for p in trainer.params]
     losses = [trainer.train_step(ids)["loss"] for _ in range(2)]  # bf16 autocast, AdamW
     assert abs(losses[0] - np.log(50257)) < 0.5 and np.isfinite(losses).all()
     assert trainer.step == 2 and trainer.autocast_dtype == torch.bfloat16

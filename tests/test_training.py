@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from g2c.nn import Linear, ReLU, Sequential
-from g2c.training import AdamW, clip_grad_norm_, cosine_with_warmup
+from g2c.training import AdamW, clip_grad_norm_, cosine_with_warmup, one_dim_params
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -92,6 +92,32 @@ def test_adamw_skipped_params_match_torch(foreach):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     assert opt.step_count == 100
     assert opt.param_steps == [100, 100 - 34, 80, 100]
+
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "loop"])
+def test_adamw_no_decay_matches_torch_param_groups(foreach):
+    """``no_decay=one_dim_params(params)`` (the biases here) equals torch.optim.AdamW with two
+    param groups, the 1-D one at weight_decay 0 — nanoGPT's configure_optimizers."""
+    init, loss_fn = _problem(6, torch.float32)
+    ours = [t.clone().requires_grad_() for t in init]
+    ref = [t.clone().requires_grad_() for t in init]
+    exempt = one_dim_params(ours)
+    assert [p.dim() for p in exempt] == [1, 1]
+    opt = AdamW(ours, lr=1e-2, weight_decay=0.5, foreach=foreach, no_decay=exempt)
+    groups = [{"params": [p for p in ref if p.dim() >= 2], "weight_decay": 0.5},
+              {"params": [p for p in ref if p.dim() < 2], "weight_decay": 0.0}]  # fmt: skip
+    ref_opt = torch.optim.AdamW(groups, lr=1e-2, foreach=False)
+    for _ in range(100):
+        for params, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            loss_fn(params).backward()
+            o.step()
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    decayed_all, _, _ = _run_pair(6, lr=1e-2, weight_decay=0.5, foreach=foreach)
+    assert not torch.allclose(decayed_all[1], ours[1], atol=1e-4)  # the exemption matters
+    with pytest.raises(ValueError, match="no_decay"):
+        AdamW(ours, lr=1e-2, no_decay=[torch.zeros(3)])
 
 
 def test_adamw_foreach_equals_loop():

@@ -151,6 +151,7 @@ class DPOTrainer(TrainingLoop):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         eval_seed: int = 0,
+        weight_decay_1d: bool = True,
     ) -> None:
         settings = {k: v for k, v in locals().items() if k in _CONFIG_FIELDS}
         config = DPOConfig(**settings)  # every number validated here, once

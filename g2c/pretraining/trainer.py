@@ -123,6 +123,7 @@ class Trainer(TrainingLoop):
         loss_impl: str = "fused",
         seed: int | None = None,
         eval_seed: int = 0,
+        weight_decay_1d: bool = True,
     ) -> None:
         settings = {k: v for k, v in locals().items() if k in _CONFIG_FIELDS}
         config = TrainConfig(**settings)  # every field validated here, once

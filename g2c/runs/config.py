@@ -413,6 +413,7 @@ PRESETS: dict[str, RunConfig] = {
             "min_lr": 6e-5,
             "warmup_steps": 700,
             "weight_decay": 0.1,
+            "weight_decay_1d": False,  # nanoGPT: biases and LayerNorm gains do not decay
             "optimizer": "adamw",
             "betas": [0.9, 0.95],
             "grad_clip": 1.0,

@@ -139,6 +139,7 @@ class SFTTrainer(TrainingLoop):
         autocast_dtype: torch.dtype | str | None = None,
         seed: int | None = None,
         eval_seed: int = 0,
+        weight_decay_1d: bool = True,
     ) -> None:
         config = SFTConfig(**{k: v for k, v in locals().items() if k in _CONFIG_FIELDS})
         vocab_size = getattr(model, "vocab_size", None)

@@ -16,7 +16,7 @@ trainer specialises.
   (``g2c.training.memory_plan``).
 """
 
-from g2c.training.adamw import AdamW
+from g2c.training.adamw import AdamW, one_dim_params
 from g2c.training.clip import clip_grad_norm_
 from g2c.training.distributed import (
     DistContext,
@@ -46,6 +46,7 @@ from g2c.training.schedule import cosine_with_warmup
 
 __all__ = [
     "AdamW",
+    "one_dim_params",
     "clip_grad_norm_",
     "cosine_with_warmup",
     "LoopConfig",

@@ -7,6 +7,9 @@ For each parameter p with gradient g, at step t (counted per parameter, like tor
     v ← β2·v + (1 − β2)·g²                    second moment
     p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε)
 
+``no_decay`` names parameters that get no weight decay (nanoGPT and the HF Trainer exempt
+biases and normalisation gains, the 1-D tensors: :func:`one_dim_params`); the rest decay.
+
 The loop over parameters is the reference path. ``foreach=True`` (the default) does the same
 arithmetic with ``torch._foreach_*`` kernels — one kernel launch per operation for the whole
 list instead of one per tensor — and is tested equal to the loop. Both match
@@ -30,8 +33,13 @@ class AdamW:
 
     Attributes: ``params`` (list), ``lr``, ``beta1``, ``beta2``, ``eps``, ``weight_decay``,
     ``step_count`` (number of ``step()`` calls), ``m``/``v`` (moment tensors, one per param).
+    ``no_decay``: parameters (the same tensor objects as in ``params``) updated without weight
+    decay — torch's equivalent is two param groups, one with ``weight_decay=0``. ``decays``:
+    one bool per parameter.
+
     Raises ValueError naming the argument for lr < 0, betas outside [0, 1), eps < 0,
-    weight_decay < 0; TypeError when a param is not a tensor.
+    weight_decay < 0, a ``no_decay`` tensor that is not among ``params``; TypeError when a
+    param is not a tensor.
     """
 
     def __init__(
@@ -43,6 +51,7 @@ class AdamW:
         weight_decay: float = 0.01,
         *,
         foreach: bool = True,
+        no_decay: Iterable[torch.Tensor] | None = None,
     ) -> None:
         if lr < 0:
             raise ValueError(f"lr must be >= 0, got {lr}")
@@ -56,6 +65,11 @@ class AdamW:
         for i, p in enumerate(self.params):
             if not isinstance(p, torch.Tensor):
                 raise TypeError(f"AdamW params[{i}] must be a torch.Tensor, got {type(p).__name__}")
+        exempt = {id(t) for t in no_decay} if no_decay is not None else set()
+        if exempt - {id(p) for p in self.params}:
+            raise ValueError("no_decay holds a tensor that is not one of params; pass the "
+                             "parameter tensors themselves")  # fmt: skip
+        self.decays = [id(p) not in exempt for p in self.params]
         self.lr = lr
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps = eps
@@ -79,13 +93,13 @@ class AdamW:
         for i in active:
             self.param_steps[i] += 1
         if self.foreach and active:
-            # group by step (all equal unless some params skipped earlier steps)
-            groups: dict[int, list[int]] = {}
+            # group by step (all equal unless some params skipped earlier steps) and by decay
+            groups: dict[tuple[int, bool], list[int]] = {}
             for i in active:
-                groups.setdefault(self.param_steps[i], []).append(i)
-            for t, idx in groups.items():
+                groups.setdefault((self.param_steps[i], self.decays[i]), []).append(i)
+            for (t, decay), idx in groups.items():
                 for chunk in self._chunks(self._pieces(idx)):
-                    self._step_foreach(chunk, t)
+                    self._step_foreach(chunk, t, decay)
         else:
             for i in active:
                 self._step_one(i, self.param_steps[i])
@@ -127,7 +141,8 @@ class AdamW:
     def _step_one(self, i: int, t: int) -> None:
         """The reference update for parameter ``i`` at its step ``t``."""
         p, g, m, v = self.params[i], self.params[i].grad, self.m[i], self.v[i]
-        p.mul_(1 - self.lr * self.weight_decay)  # decoupled weight decay
+        if self.decays[i]:
+            p.mul_(1 - self.lr * self.weight_decay)  # decoupled weight decay
         m.lerp_(g, 1 - self.beta1)  # m ← β1 m + (1-β1) g
         v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)  # v ← β2 v + (1-β2) g²
         bias_correction1 = 1 - self.beta1**t
@@ -135,11 +150,13 @@ class AdamW:
         denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)
         p.addcdiv_(m, denom, value=-self.lr / bias_correction1)
 
-    def _step_foreach(self, pieces: list[tuple[torch.Tensor, ...]], t: int) -> None:
+    def _step_foreach(
+        self, pieces: list[tuple[torch.Tensor, ...]], t: int, decay: bool = True
+    ) -> None:
         """Same arithmetic as :meth:`_step_one`, fused over the (param, grad, m, v) pieces with
-        ``_foreach`` ops."""
+        ``_foreach`` ops (``decay``: whether these pieces take weight decay)."""
         ps, gs, ms, vs = (list(x) for x in zip(*pieces))
-        if self.weight_decay:
+        if self.weight_decay and decay:
             torch._foreach_mul_(ps, 1 - self.lr * self.weight_decay)
         torch._foreach_lerp_(ms, gs, 1 - self.beta1)
         torch._foreach_mul_(vs, self.beta2)
@@ -184,3 +201,10 @@ class AdamW:
         self.param_steps = [int(s) for s in state["param_steps"]]
         self.m = [t.to(p.device, p.dtype).clone() for t, p in zip(state["m"], self.params)]
         self.v = [t.to(p.device, p.dtype).clone() for t, p in zip(state["v"], self.params)]
+
+
+def one_dim_params(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The parameters with fewer than 2 dimensions — biases, LayerNorm/RMSNorm gains — which
+    nanoGPT (``configure_optimizers``) and the HF Trainer leave out of weight decay; pass them
+    as ``AdamW(..., no_decay=one_dim_params(params))``."""
+    return [p for p in params if p.dim() < 2]

@@ -72,7 +72,7 @@ import torch
 
 from g2c.artifacts import atomic_write_with
 from g2c.nn import SGD, Module, resolve_device
-from g2c.training.adamw import AdamW
+from g2c.training.adamw import AdamW, one_dim_params
 from g2c.training.clip import clip_grad_norm_
 from g2c.training.distributed import (
     DistContext,
@@ -145,7 +145,9 @@ class LoopConfig:
     ``batch_size`` (examples per micro-batch), ``max_steps`` (optimisation steps),
     ``max_lr``/``min_lr``/``warmup_steps`` (``cosine_with_warmup``; warmup may exceed
     max_steps here — a stage can shorten the plan later — but the loop requires
-    warmup_steps <= max_steps), ``weight_decay`` (every parameter), ``grad_clip`` (global-norm
+    warmup_steps <= max_steps), ``weight_decay``, ``weight_decay_1d`` (True: every parameter
+    decays; False: biases and norm gains — the 1-D tensors — do not, as nanoGPT and the HF
+    Trainer; AdamW only), ``grad_clip`` (global-norm
     max, None = off), ``eval_every``/``eval_iters`` (validation every N steps on that many
     batches), ``log_every``, ``device`` ("auto" | "cpu" | "cuda[:N]" | "mps"), ``optimizer``
     ("sgd" → g2c.nn.SGD, "adamw" → g2c.training.AdamW), ``betas`` (AdamW), ``grad_accum_steps``
@@ -163,6 +165,7 @@ class LoopConfig:
     min_lr: float = 0.0
     warmup_steps: int = 0
     weight_decay: float = 0.0
+    weight_decay_1d: bool = True
     grad_clip: float | None = None
     eval_every: int = 100
     eval_iters: int = 20
@@ -184,6 +187,11 @@ class LoopConfig:
         if self.min_lr > self.max_lr:
             raise ValueError(f"min_lr ({self.min_lr}) must be <= max_lr ({self.max_lr})")
         check_number("weight_decay", self.weight_decay)
+        if not isinstance(self.weight_decay_1d, bool):
+            raise ValueError(f"weight_decay_1d must be true or false, got {self.weight_decay_1d!r}")
+        if not self.weight_decay_1d and self.weight_decay and self.optimizer != "adamw":
+            raise ValueError("weight_decay_1d=false exempts 1-D tensors in AdamW only; use "
+                             "optimizer='adamw' or weight_decay_1d=true")  # fmt: skip
         if self.grad_clip is not None:
             check_number("grad_clip", self.grad_clip, strict=True)
         if isinstance(self.device, torch.device):
@@ -414,9 +422,7 @@ class TrainingLoop:
         self.generator = generator
         self.params = list(model.parameters())
         if self.optimizer_name == "adamw":
-            self.optimizer = AdamW(
-                self.params, lr=self.max_lr, betas=self.betas, weight_decay=self.weight_decay
-            )
+            self.optimizer = self._adamw()
         else:
             self.optimizer = SGD(self.params, lr=self.max_lr, weight_decay=self.weight_decay)
         self.step = 0
@@ -427,6 +433,13 @@ class TrainingLoop:
         )
         self._peak: tuple[float, bool] | None = None
         self.dist: Distributed | None = None
+
+    def _adamw(self) -> AdamW:
+        """AdamW over ``self.params`` with the config's settings (1-D tensors exempt from
+        weight decay unless ``weight_decay_1d``)."""
+        exempt = None if self.weight_decay_1d else one_dim_params(self.params)
+        return AdamW(self.params, lr=self.max_lr, betas=self.betas,
+                     weight_decay=self.weight_decay, no_decay=exempt)  # fmt: skip
 
     # -- distribution ------------------------------------------------------------------------
     def distribute(self, strategy: str = "ddp", context: DistContext | None = None) -> Any:
@@ -453,9 +466,7 @@ class TrainingLoop:
         self.dist = wrap_model(self.model, strategy, context)
         self.params = list(self.dist.params)
         if self.optimizer_name == "adamw":
-            self.optimizer = AdamW(
-                self.params, lr=self.max_lr, betas=self.betas, weight_decay=self.weight_decay
-            )
+            self.optimizer = self._adamw()
         else:
             self.optimizer = SGD(self.params, lr=self.max_lr, weight_decay=self.weight_decay)
         return self
