@@ -3,7 +3,9 @@
 Batch 1, a 128-token prompt, 128 new greedy tokens (no early stop), 1 thread, fp32, the same
 weights (the packaged GGUF, dequantized once per process):
 
-- g2c ``Engine`` (pre-allocated KV cache, the default fast path);
+- g2c ``Engine`` (pre-allocated KV cache, the default fast path), and with ``compile=True``
+  (every decode step one ``torch.compile``-d graph; the warm-up run pays the compilation,
+  reported as ``compile_s``);
 - g2c ``g2c.sampling.generate`` (module 11's concatenating cache) for reference;
 - ``transformers`` ``LlamaForCausalLM.generate`` (its default SDPA attention, DynamicCache);
 - g2c ``Engine`` on the int8 / int4 weight-only quantized model (``g2c.inference.quant``), and
@@ -45,8 +47,8 @@ from g2c.artifacts import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
 PROMPT_TOKENS = 128
-ENGINES = ("g2c-engine", "g2c-generate", "g2c-int8", "g2c-int4", "g2c-int4-head", "transformers",
-           "llama.cpp")  # fmt: skip
+ENGINES = ("g2c-engine", "g2c-engine-compiled", "g2c-generate", "g2c-int8", "g2c-int4",
+           "g2c-int4-head", "g2c-int4-head-compiled", "transformers", "llama.cpp")  # fmt: skip
 
 
 def prompt_ids(tokenizer, n: int) -> list[int]:
@@ -107,6 +109,7 @@ def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
     meta, state = read_gguf(path)
     ids = prompt_ids(BPETokenizer.from_gguf(path), PROMPT_TOKENS)
     n_params = None
+    compiled = False
     runs = []
     weight_bytes = None
     if engine.startswith("g2c"):
@@ -116,13 +119,15 @@ def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
         model = llama_from_state(meta, state, max_seq_len=512)
         n_params = model.num_parameters()
         del state
+        compiled = engine.endswith("-compiled")
+        engine = engine.removesuffix("-compiled")
         if engine in ("g2c-int8", "g2c-int4", "g2c-int4-head"):  # the packed CPU kernels
             head = engine.endswith("-head")
             model = quantize_model(model, engine[4:8], inplace=True, quantize_head=head)
             weight_bytes = model_bytes(model)
             if head:  # the float token table is only looked up (one row per token)
                 weight_bytes -= model.token_embed.weight.nbytes
-        eng = Engine(model, max_batch_size=1, max_len=512)
+        eng = Engine(model, max_batch_size=1, max_len=512, compile=compiled)
         for _ in range(repeats + 1):  # the first run warms up
             if engine != "g2c-generate":
                 h = eng.complete(ids, max_new_tokens=new_tokens, temperature=0, eos_ids=[])
@@ -194,6 +199,8 @@ def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
                                   min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)  # fmt: skip
                 total = time.perf_counter() - t0
             runs.append((prefill, total, out.shape[1] - x.shape[1]))
+    compile_s = runs[0][1] - statistics.median(r[1] for r in runs[1:]) if compiled else None
+    engine += "-compiled" if compiled else ""
     runs = runs[1:]
     prefill = statistics.median(r[0] for r in runs)
     total = statistics.median(r[1] for r in runs)
@@ -209,6 +216,7 @@ def run_engine(engine: str, new_tokens: int, repeats: int) -> dict:
         "parameters": n_params,
         "weight_bytes": weight_bytes,
         "repeats": len(runs),
+        "compile_s": compile_s,
     }
 
 
@@ -253,9 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     ratio = None
     if "g2c-engine" in by and "transformers" in by:
         ratio = by["g2c-engine"]["decode_tokens_per_s"] / by["transformers"]["decode_tokens_per_s"]
+    ratio_compiled = None
+    if "g2c-engine-compiled" in by and "transformers" in by:
+        ratio_compiled = (by["g2c-engine-compiled"]["decode_tokens_per_s"]
+                          / by["transformers"]["decode_tokens_per_s"])  # fmt: skip
     vs_llama = {
         f"{e}_vs_llama_cpp": by[e]["decode_tokens_per_s"] / by["llama.cpp"]["decode_tokens_per_s"]
-        for e in ("g2c-engine", "g2c-int8", "g2c-int4", "g2c-int4-head")
+        for e in (
+            "g2c-engine",
+            "g2c-engine-compiled",
+            "g2c-int8",
+            "g2c-int4",
+            "g2c-int4-head",
+            "g2c-int4-head-compiled",
+        )
         if e in by and "llama.cpp" in by
     }
     result = {
@@ -270,9 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         "new_tokens": new_tokens,
         "memory_bandwidth": bw,
         "decode_speedup_vs_transformers": ratio,
+        "decode_speedup_vs_transformers_compiled": ratio_compiled,
         "target_speedup": 2.0,
         "rows": rows,
-        "note": "machine shared with other jobs when measured; rerun on a quiet machine",
         "load_average": os.getloadavg(),
     }
     atomic_write_json(Path(args.out), result)
@@ -286,13 +305,15 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['decode_tokens_per_s']:.1f}", f"{r['weight_bytes_per_token'] / 1e6:.0f}",
                       f"{r['bandwidth_gb_s']:.1f}", f"{r['limit_tokens_per_s']:.1f}",
                       f"{r['fraction_of_limit']:.0%}", f"{r['peak_rss_mib']:.0f}")  # fmt: skip
-    console = Console()
+    console = Console(width=140)
     console.print(table)
     console.print(f"memory bandwidth, 1 thread, 256 MiB: copy {bw['copy_gb_s']:.1f} GB/s, "
                   f"matrix-vector read {bw['gemv_read_gb_s']:.1f} GB/s; the limit column uses "
                   "the matrix-vector read at each engine's own size")  # fmt: skip
     if ratio is not None:
         console.print(f"g2c engine decode / transformers decode: {ratio:.2f}x (target >= 2x)")
+    if ratio_compiled is not None:
+        console.print(f"g2c engine, compiled / transformers decode: {ratio_compiled:.2f}x")
     for key, value in vs_llama.items():
         console.print(f"{key.replace('_vs_llama_cpp', '')} decode / llama.cpp decode: {value:.2f}x")
     console.print(f"wrote {args.out}")

@@ -143,6 +143,20 @@ def _greedy(engine: Engine, messages=None, prompt=None, n=12, **kw) -> str:
     return engine.complete(ids, max_new_tokens=n, temperature=0.0, **kw).text
 
 
+def test_a_server_with_a_compiled_decode_step_gives_the_same_reply(loaded, engine):
+    """``create_app(compile=...)`` (``g2c serve --compile``) runs the engine's decode steps
+    through one compiled graph; "eager" traces it without code generation (fast to build)."""
+    srv = LiveServer(create_app(loaded, model_id="tiny", max_batch_size=2, compile="eager"))
+    try:
+        assert srv.app.state.g2c.engine.decoder is not None
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        r = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12,
+                                           temperature=0)  # fmt: skip
+        assert r.choices[0].message.content == _greedy(engine, MESSAGES)
+    finally:
+        srv.stop()
+
+
 # -- OpenAI API ----------------------------------------------------------------------------------
 def test_models_are_listed_by_both_apis(oai, oll, live):
     assert [m.id for m in oai.models.list().data] == ["tiny"]

@@ -504,7 +504,10 @@ class MultiHeadAttention(Module):
             cache = self.__dict__.get("_qkv_cache")
             if cache is None:
                 cache = self.__dict__["_qkv_cache"] = _FusedQKV()
-            W, b = cache.get(projs)
+            if torch.compiler.is_compiling() and cache.W is not None:
+                W, b = cache.W, cache.b  # a compiled graph: built before tracing, guarded by id
+            else:
+                W, b = cache.get(projs)
         qkv = F.linear(x, W.T, b)  # (B, T, D + 2·kv_dim)
         kv_dim = self.num_kv_heads * self.head_dim
         return qkv.split((self.embedding_dim, kv_dim, kv_dim), dim=-1)

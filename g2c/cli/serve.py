@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the conversations' SQLite file (default: $G2C_CONVERSATIONS, else "
                         "$G2C_HOME/conversations.sqlite)")  # fmt: skip
     p.add_argument("--no-web", action="store_true", help="do not serve the chat page at /")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the decode step with torch.compile (inductor): faster tokens "
+                        "after ~30 s of compiling on the first requests")  # fmt: skip
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
     add_runtime_flags(p)
@@ -102,5 +105,5 @@ def run(args: argparse.Namespace) -> int:
           max_batch_size=args.max_batch_size, max_queue=args.max_queue, max_len=args.max_len,
           log_level=args.log_level, store=store,
           assistant=None if args.no_assistant else make_assistant,
-          web_ui=not args.no_web)  # fmt: skip
+          web_ui=not args.no_web, compile=args.compile)  # fmt: skip
     return 0

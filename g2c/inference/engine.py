@@ -38,6 +38,8 @@ from typing import Any
 import torch
 
 from g2c.inference.cache import StaticKVCache
+from g2c.inference.compiled import BACKENDS as COMPILE_BACKENDS
+from g2c.inference.compiled import CompiledDecoder
 from g2c.inference.constrained import SegmentConstraint, json_segments, schema_segments
 from g2c.sampling import StreamingDetokenizer, sample_next_token, token_vocab_bytes
 from g2c.sampling.generate import _check_sampling_args, inference_mode
@@ -218,9 +220,13 @@ class Engine:
     """Batched, continuously batched generation for a g2c ``TransformerLM``.
 
     ``Engine(model, tokenizer=None, *, max_batch_size=8, max_len=None, chat_template=None,
-    eos_ids=None)``; ``Engine(load_model(...))`` (or ``Engine.from_loaded``) takes the model,
-    its tokenizer and its own chat template. ``max_len``: cache columns per slot (default
-    min(max_seq_len, :data:`DEFAULT_MAX_LEN`), at most the model's ``max_seq_len``); a prompt that does not fit → ValueError naming both lengths.
+    eos_ids=None, compile=False)``; ``Engine(load_model(...))`` (or ``Engine.from_loaded``)
+    takes the model, its tokenizer and its own chat template. ``max_len``: cache columns per
+    slot (default min(max_seq_len, :data:`DEFAULT_MAX_LEN`), at most the model's
+    ``max_seq_len``); a prompt that does not fit → ValueError naming both lengths.
+    ``compile``: True (inductor) or a ``torch.compile`` backend name runs every decode step
+    through :class:`~g2c.inference.compiled.CompiledDecoder` (one compiled graph; the first
+    step compiles); prefill stays eager. Same tokens as the eager path (tested).
 
     Methods: ``submit(request) -> RequestHandle``, ``step()``, ``run()`` (until idle),
     ``generate(prompts, **sampling) -> list[list[int]]`` (static left-padded batch),
@@ -239,6 +245,7 @@ class Engine:
         max_len: int | None = None,
         chat_template: Any = None,
         eos_ids: Sequence[int] | None = None,
+        compile: bool | str = False,
     ) -> None:
         if hasattr(model, "model") and hasattr(model, "tokenizer") and tokenizer is None:
             loaded = model  # a LoadedModel: its model, tokenizer and chat template
@@ -260,7 +267,15 @@ class Engine:
         max_len = min(limit, DEFAULT_MAX_LEN) if max_len is None else int(max_len)
         if not 1 < max_len <= limit:
             raise ValueError(f"max_len must be in [2, {limit}] (the model's max_seq_len)")
+        if compile not in (False, True) and compile not in COMPILE_BACKENDS:
+            raise ValueError(f"compile must be False, True or one of {COMPILE_BACKENDS}, got "
+                             f"{compile!r}")  # fmt: skip
         self.model = model.eval()
+        #: the compiled decode step (``compile``), or None: the eager ``forward_prefill``
+        self.decoder: CompiledDecoder | None = None
+        if compile:
+            backend = "inductor" if compile is True else compile
+            self.decoder = CompiledDecoder(model, backend=backend)
         self.tokenizer = tokenizer
         self.chat_template = chat_template
         self.max_batch_size = max_batch_size
@@ -456,7 +471,10 @@ class Engine:
         idx = torch.tensor(last, dtype=torch.long, device=cache.device)[:, None]  # (B', 1)
         cache.advance_rows = None if all(active) else active  # idle slots stay where they are
         try:
-            logits, _ = self.model.forward_prefill(idx, cache)  # (B', 1, V)
+            if self.decoder is not None:
+                logits = self.decoder(idx, cache)  # (B', 1, V), one compiled graph
+            else:
+                logits, _ = self.model.forward_prefill(idx, cache)  # (B', 1, V)
         finally:
             cache.advance_rows = None
         self.steps += 1

@@ -141,6 +141,7 @@ def create_app(
     assistant: Any = None,
     store: ConversationStore | str | Path | None = None,
     web_ui: bool = True,
+    compile: bool | str = False,
 ) -> FastAPI:
     """The ASGI app serving ``model``.
 
@@ -165,6 +166,9 @@ def create_app(
             :func:`g2c.assistant.conversations_path`, opened on first use).
         web_ui: serve the chat page at ``/`` (to browsers; other clients get the JSON
             description) and ``/static/...``.
+        compile: run the engine's decode steps through one ``torch.compile``-d graph
+            (:class:`~g2c.inference.compiled.CompiledDecoder`; True = inductor, or a backend
+            name); the first steps compile. Ignored for an Engine.
 
     The scheduler thread starts with the app (its lifespan) and, on shutdown, lets accepted
     requests finish. Bad arguments → ValueError / TypeError naming them, before any work.
@@ -179,7 +183,8 @@ def create_app(
         if getattr(model, "tokenizer", None) is None or not hasattr(model, "model"):
             raise ValueError("model must be what g2c.transformer.load_model returns, with a "
                              "tokenizer (the server works on text), or an Engine")  # fmt: skip
-        engine = Engine.from_loaded(model, max_batch_size=max_batch_size, max_len=max_len)
+        engine = Engine.from_loaded(model, max_batch_size=max_batch_size, max_len=max_len,
+                                    compile=compile)  # fmt: skip
         loaded = model
     if engine.tokenizer is None:
         raise ValueError("the engine has no tokenizer; the server works on text")
@@ -267,10 +272,11 @@ def serve(
     assistant: Any = None,
     store: ConversationStore | str | Path | None = None,
     web_ui: bool = True,
+    compile: bool | str = False,
 ) -> None:
     """Load ``model`` (a run directory, ``"smollm2"``, a GGUF or safetensors path — anything
     ``g2c.transformer.load_model`` reads — or an already loaded model) and serve it until
-    interrupted; ``assistant``, ``store``, ``web_ui`` as in :func:`create_app`. A non-loopback
+    interrupted; ``assistant``, ``store``, ``web_ui``, ``compile`` as in :func:`create_app`. A non-loopback
     ``host`` without ``api_key`` → ValueError before loading."""
     check_bind(host, api_key)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
@@ -280,5 +286,5 @@ def serve(
         model = load_model(model, device=device)
     app = create_app(model, model_id=model_id or "g2c", api_key=api_key,
                      max_batch_size=max_batch_size, max_queue=max_queue, max_len=max_len,
-                     assistant=assistant, store=store, web_ui=web_ui)  # fmt: skip
+                     assistant=assistant, store=store, web_ui=web_ui, compile=compile)  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level=log_level)
