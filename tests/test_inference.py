@@ -418,3 +418,29 @@ def test_compiled_decode_with_inductor_gives_the_eager_tokens():
     eager = _continuous_batch(Engine(model, None, max_batch_size=3, max_len=64))
     assert _continuous_batch(Engine(model, None, max_batch_size=3, max_len=64,
                                     compile=True)) == eager  # fmt: skip
+
+
+def test_compiled_decode_under_a_server_like_workload_compiles_few_graphs():
+    """48 requests of random lengths joining and leaving a 16-slot engine: the compiled engine
+    gives the eager engine's tokens and dynamo builds at most three graphs (one row; several
+    rows, dynamic; a view of rows not starting at slot 0) — not one per batch shape."""
+    import random
+
+    from torch._dynamo.utils import counters
+
+    def workload(engine: Engine) -> list[list[int]]:
+        rng, handles = random.Random(0), []
+        for _ in range(120):
+            if rng.random() < 0.4 and len(handles) < 48:
+                prompt = [rng.randrange(V) for _ in range(rng.randrange(1, 20))]
+                handles.append(engine.submit(Request(
+                    prompt, max_new_tokens=rng.randrange(1, 30), temperature=0.0)))  # fmt: skip
+            engine.step()
+        engine.run()
+        return [h.token_ids for h in handles]
+
+    model = llama_like()
+    counters.clear()
+    compiled = workload(Engine(model, None, max_batch_size=16, max_len=96, compile="eager"))
+    assert 1 <= counters["stats"]["unique_graphs"] <= 3
+    assert compiled == workload(Engine(model, None, max_batch_size=16, max_len=96))
