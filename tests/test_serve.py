@@ -471,6 +471,29 @@ def test_an_api_key_is_required_when_set_and_for_other_hosts(loaded, run_dir, ca
     assert default_model_id("/x/model.Q8.gguf") == "model.Q8" and default_model_id("smollm2")
 
 
+def test_serve_quantize_flags_serve_a_quantized_copy(run_dir, capsys):
+    """``g2c serve --quantize int8`` serves the int8 copy: what the server answers is the
+    greedy reply of an engine over ``quantize_model``'s copy of the same weights; a bad
+    combination of flags is refused before anything loads."""
+    from g2c.cli.serve import load_served_model
+    from g2c.inference import QuantizedLinear, quantize_model
+
+    served = load_served_model(str(run_dir), "cpu", "int8")
+    assert isinstance(served.model.blocks[0].attn.q_proj, QuantizedLinear)
+    reference = load_model(run_dir)
+    quantize_model(reference.model, "int8", inplace=True)
+    srv = LiveServer(create_app(served, model_id="tiny", max_batch_size=1))
+    try:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        r = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12,
+                                           temperature=0)  # fmt: skip
+        assert r.choices[0].message.content == _greedy(Engine.from_loaded(reference), MESSAGES)
+    finally:
+        srv.stop()
+    assert main(["serve", str(run_dir), "--quantize-head"]) == 2
+    assert "--quantize-head needs --quantize" in capsys.readouterr().err
+
+
 def test_shutdown_finishes_the_requests_in_flight(loaded):
     srv = LiveServer(create_app(loaded, model_id="tiny", max_batch_size=2))
     body = {"model": "tiny", "prompt": "the cat", "max_tokens": 300, "stream": True,

@@ -22,6 +22,7 @@ from typing import Any
 
 from g2c.assistant import ConversationStore, build_assistant, open_rag_index
 from g2c.cli._common import add_runtime_flags, err_console, set_threads
+from g2c.inference import quantize_model
 from g2c.nn import resolve_device
 from g2c.runs.sft import load_any
 from g2c.serve import DEFAULT_HOST, DEFAULT_PORT, check_bind, default_model_id, serve
@@ -61,10 +62,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="compile the decode step with torch.compile (inductor): faster tokens "
                         "after ~30 s of compiling on the first requests")  # fmt: skip
+    p.add_argument("--quantize", choices=("int8", "int4"), default=None,
+                   help="serve a weight-only quantized copy: int8 per channel or int4 in groups "
+                        "of 32 (g2c.inference.quantize_model; SmolLM2 decodes ~1.5x / ~2x "
+                        "faster on a CPU)")  # fmt: skip
+    p.add_argument("--quantize-head", action="store_true",
+                   help="with --quantize: the output head too (int4: ~2.8x, ~4x compiled)")  # fmt: skip
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
     add_runtime_flags(p)
     p.set_defaults(func=run)
+
+
+def load_served_model(
+    spec: str, device: str, quantize: str | None = None, quantize_head: bool = False
+) -> Any:
+    """What ``g2c serve`` serves: ``load_any(spec)``'s model, quantized in place when asked
+    (``quantize`` "int8" / "int4", group 32; ``quantize_head`` the output head too)."""
+    loaded = load_any(spec, device=device)[1]
+    if quantize:
+        quantize_model(loaded.model, quantize, inplace=True, quantize_head=quantize_head)
+    return loaded
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
     if rag is not None:
         open_rag_index(rag)  # missing or damaged → AssistantError now, not after loading
     store = ConversationStore(Path(args.store).expanduser() if args.store else None)
+    if args.quantize_head and not args.quantize:
+        raise ValueError("--quantize-head needs --quantize int8 or --quantize int4")
     set_threads(args.threads)
     device = str(resolve_device(args.device))
-    loaded = load_any(args.model, device=device)[1]
+    loaded = load_served_model(args.model, device, args.quantize, args.quantize_head)
     model_id = args.model_id or default_model_id(args.model)
 
     def make_assistant(backend: Any) -> Any:  # around the server's own engine (ServerBackend)
