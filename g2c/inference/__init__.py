@@ -3,7 +3,8 @@
 - The engine (:mod:`g2c.inference.engine`): prefill / decode split, a pre-allocated KV cache
   (:class:`StaticKVCache`), left-padded static batches and continuous batching
   (:class:`Engine`, :class:`Request`, :class:`RequestHandle`), sampling controls, streaming,
-  constrained decoding (JSON, JSON-Schema objects, tool calls).
+  constrained decoding (JSON, JSON Schemas, tool calls); a compiled decode step
+  (:class:`CompiledDecoder`, ``Engine(compile=True)``).
 - Weight-only quantization (:mod:`g2c.inference.quant`) and speculative decoding
   (:mod:`g2c.inference.speculative`).
 - Backends (:mod:`g2c.inference.backends`): one interface (:class:`Backend`) over g2c's own
@@ -33,6 +34,7 @@ from g2c.inference.backends import (
 )
 from g2c.inference.benchmark import BenchmarkResult, benchmark, percentile
 from g2c.inference.cache import CachePlan, StaticKVCache, StaticLayerKVCache
+from g2c.inference.compiled import CompiledDecoder
 from g2c.inference.constrained import (
     TOOL_CALL_CLOSE,
     TOOL_CALL_OPEN,
@@ -93,6 +95,7 @@ __all__ = [
     "StaticLayerKVCache",
     "CachePlan",
     "Engine",
+    "CompiledDecoder",
     "Request",
     "RequestHandle",
     "FINISH_REASONS",
