@@ -351,6 +351,7 @@ def test_cli_ctrl_c_stops_the_answer_and_the_chat_goes_on(long_run, tmp_path, ca
 
     state = _state(backend_from_spec(str(long_run), max_len=None), tmp_path, max_new_tokens=40,
                    tool_mode="none")  # fmt: skip
+    before = signal.getsignal(signal.SIGINT)
 
     class Interrupting(cli_chat.Terminal):
         pieces = 0
@@ -368,7 +369,7 @@ def test_cli_ctrl_c_stops_the_answer_and_the_chat_goes_on(long_run, tmp_path, ca
     messages = state.assistant.conversation.messages
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[1].metadata.get("stopped") is True and messages[1].content
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is before  # restored
     turn = cli_chat.answer(state, "again", cli_chat.Terminal(tty=False))  # the chat goes on
     assert turn is not None and len(state.assistant.conversation.messages) == 4
     stored = state.store.get(state.assistant.conversation_id).messages

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -51,9 +52,11 @@ def _spawn(args: list[str], tmp_path: Path):
            "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40",
            "G2C_HOME": str(tmp_path / "home")}  # fmt: skip
     env.pop("NO_COLOR", None)
+    # Ctrl-C must reach the chat as on a terminal, even when this test runs as a background
+    # job of a non-interactive shell (which starts with SIGINT ignored, inherited by children)
     child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", codec_errors="replace",
-                          timeout=60,
-                          dimensions=(40, 120), cwd=str(tmp_path))  # fmt: skip
+                          timeout=60, dimensions=(40, 120), cwd=str(tmp_path),
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     child.logfile_read = open(tmp_path / "terminal.log", "w", encoding="utf-8")  # noqa: SIM115
     child.expect_exact(PROMPT)
     return child
