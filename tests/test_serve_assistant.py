@@ -93,11 +93,6 @@ class StandIn(Backend):
         return self._stream(content, lambda t, lat: ChatResult(
             messages, t, calls, 10, len(text) // 4, lat, self.info))  # fmt: skip
 
-    def chat_with_tools(self, messages, tools=None, **kw) -> ChatResult:
-        s = self.stream_chat_with_tools(messages, tools, **kw)
-        s.text()
-        return s.result
-
 
 def stand_in_assistant(backend: StandIn) -> Assistant:
     registry = ToolRegistry([make_calculator()])

@@ -106,11 +106,6 @@ class StandIn(Backend):
         return TextStream(self._pieces(content, "word1 " in content), lambda t, lat, ttft:
                           ChatResult(messages, t, calls, 10, len(text) // 4, lat, self.info))  # fmt: skip
 
-    def chat_with_tools(self, messages, tools=None, **kw) -> ChatResult:
-        s = self.stream_chat_with_tools(messages, tools, **kw)
-        s.text()
-        return s.result
-
 
 # -- fixtures --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ Every run appends JSON lines to a trace file: ``run_start``, ``plan``, one ``ste
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import tempfile
@@ -48,6 +47,7 @@ from g2c.agent.core import (
     Scratchpad,
     parse_react_step,
 )
+from g2c.inference.backends import takes_tool_choice
 from g2c.tools import ToolCall, ToolRegistry, dispatch_tool_call
 
 REACT_FORMAT = """Answer the task by thinking step by step and using tools. Use this format:
@@ -388,8 +388,8 @@ class NativeAgent(_Loop):
     a message list; the model's text reply without a call is the final answer. Same arguments,
     guards, stop reasons and trace as :class:`Agent`; ``scratchpad_chars`` bounds the summed
     size of the tool results kept in the messages (older ones are replaced by a note).
-    ``require_first_call=True`` forces a call on the first turn where ``chat_with_tools``
-    takes ``tool_choice`` (g2c's engine) — small models rarely start a call on their own."""
+    ``require_first_call=True`` forces a call on the first turn where the backend takes
+    ``tool_choice`` (g2c's engine: :func:`g2c.inference.backends.takes_tool_choice`) — small models rarely start a call on their own."""
 
     def __init__(self, *args: Any, require_first_call: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -398,11 +398,7 @@ class NativeAgent(_Loop):
     def _extra(self, index: int) -> dict[str, Any]:
         if not (self.require_first_call and index == 1):
             return {}
-        try:
-            params = inspect.signature(self.backend.chat_with_tools).parameters
-        except (TypeError, ValueError):
-            return {}
-        return {"tool_choice": "required"} if "tool_choice" in params else {}
+        return {"tool_choice": "required"} if takes_tool_choice(self.backend) else {}
 
     def run(self, task: str) -> AgentRunResult:
         """Run the loop on ``task``; see the class docstring."""

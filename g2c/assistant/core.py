@@ -23,7 +23,6 @@ AssistantTurn}``; closing the generator stops generation and keeps the partial a
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import re
@@ -35,6 +34,7 @@ from g2c.agent import Action, Agent
 from g2c.assistant.conversation import AssistantError, Conversation, Message
 from g2c.assistant.store import ConversationStore
 from g2c.inference import Backend, LocalTransformerBackend
+from g2c.inference.backends import takes_tool_choice
 from g2c.rag import RAGPipeline, RetrievedChunk, assemble_rag_prompt
 from g2c.rag.pipeline import DONT_KNOW, cited_sources
 from g2c.tools import ToolCall, ToolRegistry, dispatch_tool_call
@@ -178,9 +178,12 @@ class AssistantTurn:
 
 
 def has_native_tools(backend: Any) -> bool:
-    """True when ``backend``'s class overrides :meth:`Backend.chat_with_tools` (native calls)."""
-    method = getattr(type(backend), "chat_with_tools", None)
-    return method is not None and method is not Backend.chat_with_tools
+    """True when ``backend``'s class overrides :meth:`Backend.chat_with_tools` or
+    :meth:`Backend.stream_chat_with_tools` (native calls; the base class drains the one into
+    the other)."""
+    cls = type(backend)
+    return any(getattr(cls, name, None) not in (None, getattr(Backend, name))
+               for name in ("chat_with_tools", "stream_chat_with_tools"))  # fmt: skip
 
 
 def _citation_dict(citation: Any, hit: RetrievedChunk) -> dict[str, Any]:
@@ -587,11 +590,7 @@ class Assistant:
                       and ARITHMETIC.search(text) is not None)  # fmt: skip
         if not (self._config.require_tool or arithmetic):
             return False
-        try:
-            params = inspect.signature(self._backend.stream_chat_with_tools).parameters
-        except (TypeError, ValueError):
-            return False
-        return "tool_choice" in params
+        return takes_tool_choice(self._backend)
 
     def _native(self, msgs, turn, state) -> Iterator[dict[str, Any]]:
         """Native tool calls: ask with the tools; run the call; repeat until a plain answer."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+import inspect
 import json
 import time
 import uuid
@@ -159,7 +160,9 @@ def _check_sampling(max_new_tokens: Any, temperature: Any, top_k: Any, top_p: An
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
 
 
-def _check_messages(messages: Any) -> list[dict[str, Any]]:
+def check_messages(messages: Any) -> list[dict[str, Any]]:
+    """``messages`` checked (a non-empty list of dicts with a ``role`` string and a string or
+    None ``content``; else ValueError naming the message) and copied."""
     if not isinstance(messages, (list, tuple)) or not messages:
         raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
     for n, m in enumerate(messages):
@@ -170,7 +173,8 @@ def _check_messages(messages: Any) -> list[dict[str, Any]]:
     return [dict(m) for m in messages]
 
 
-def _new_call_id() -> str:
+def new_call_id() -> str:
+    """A fresh tool-call id in OpenAI's form: ``call_`` + 24 hex digits."""
     return "call_" + uuid.uuid4().hex[:24]
 
 
@@ -263,9 +267,20 @@ class Backend(abc.ABC):
         temperature: float = 0.0,
         top_k: int | None = None,
         top_p: float | None = None,
+        **options: Any,
     ) -> ChatResult:
-        """One assistant turn that may call ``tools`` (OpenAI function format)."""
-        raise NotImplementedError(f"{type(self).__name__} has no native tool calling")
+        """One assistant turn that may call ``tools`` (OpenAI function format). A backend that
+        streams tool calls itself (overrides :meth:`stream_chat_with_tools`) gets this for free:
+        its stream, drained (``options`` such as ``tool_choice`` "auto" / "required" / "none"
+        pass through). Any other backend must override it, else NotImplementedError."""
+        if type(self).stream_chat_with_tools is Backend.stream_chat_with_tools:
+            raise NotImplementedError(f"{type(self).__name__} has no native tool calling")
+        stream = self.stream_chat_with_tools(
+            messages, tools, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_k=top_k, top_p=top_p, **options,
+        )  # fmt: skip
+        stream.text()
+        return stream.result
 
     def stream_chat_with_tools(
         self,
@@ -391,29 +406,9 @@ class LocalTransformerBackend(Backend):
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
         """The reply to ``messages`` rendered with the model's chat template, streamed."""
-        messages = _check_messages(messages)
+        messages = check_messages(messages)
         ids = self._chat_ids(messages)
         return self._stream(json.dumps(messages), ids, dict(sampling))
-
-    def chat_with_tools(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None = None,
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        tool_choice: str = "auto",
-    ) -> ChatResult:
-        """As :meth:`Backend.chat_with_tools`; ``tool_choice`` "auto" (the model decides),
-        "required" (a call is forced) or "none" (plain chat). Unknown choice → ValueError."""
-        stream = self.stream_chat_with_tools(
-            messages, tools, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_k=top_k, top_p=top_p, tool_choice=tool_choice,
-        )  # fmt: skip
-        stream.text()
-        return stream.result
 
     def stream_chat_with_tools(
         self,
@@ -426,11 +421,13 @@ class LocalTransformerBackend(Backend):
         top_p: float | None = None,
         tool_choice: str = "auto",
     ) -> TextStream:
-        """:meth:`chat_with_tools` streamed token by token: the pieces are the answer text; while
+        """:meth:`chat_with_tools` streamed token by token (``tool_choice`` "auto": the model
+        decides, "required": a call is forced, "none": plain chat; another → ValueError): the
+        pieces are the answer text; while
         the reply could still be the start of ``<tool_call>`` it is held back, and a call is
         never yielded. Once exhausted, ``result`` is the :class:`ChatResult`; ``handle`` is the
         engine request (``handle.cancel()`` stops it)."""
-        messages = _check_messages(messages)
+        messages = check_messages(messages)
         _check_sampling(max_new_tokens, temperature, top_k, top_p)
         if tool_choice not in ("auto", "required", "none"):
             raise ValueError(f"tool_choice must be auto, required or none, got {tool_choice!r}")
@@ -477,7 +474,7 @@ class LocalTransformerBackend(Backend):
             calls = []
             call = parse_tool_call(text) if constraint.calling else None
             if call is not None:
-                calls.append({**call, "call_id": _new_call_id()})
+                calls.append({**call, "call_id": new_call_id()})
                 text = text[: text.find(TOOL_CALL_OPEN)]
             return ChatResult(messages, text, calls, len(ids), len(handle.token_ids),
                               (time.perf_counter() - t0) * 1000, self.info)  # fmt: skip
@@ -540,6 +537,16 @@ class _HTTPBackend(Backend):
                 yield from r.iter_lines()
         except httpx.HTTPError as e:
             raise self.error(f"cannot reach {url}: {e}; is the server running?") from e
+
+
+def takes_tool_choice(backend: Any) -> bool:
+    """Whether ``backend``'s tool-call stream takes ``tool_choice`` (g2c's engine and server:
+    a call can be forced with "required"); HTTP backends and stand-ins without it → False."""
+    try:
+        params = inspect.signature(backend.stream_chat_with_tools).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return "tool_choice" in params
 
 
 def post_json(client: Any, url: str, payload: dict, error: type[Exception]) -> Any:
@@ -616,7 +623,7 @@ class OllamaBackend(_HTTPBackend):
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
         """``/api/chat``, NDJSON pieces streamed; errors → :class:`OllamaError`."""
-        messages = _check_messages(messages)
+        messages = check_messages(messages)
         payload = {"model": self.model_id, "messages": messages, "stream": True,
                    "options": self._options(**sampling)}  # fmt: skip
         key = lambda o: (o.get("message") or {}).get("content", "")  # noqa: E731
@@ -625,7 +632,7 @@ class OllamaBackend(_HTTPBackend):
     def chat_with_tools(self, messages, tools=None, *, max_new_tokens=256, temperature=0.0,
                         top_k=None, top_p=None) -> ChatResult:  # fmt: skip
         """``/api/chat`` with ``tools`` (the server's native tool calls) → :class:`ChatResult`."""
-        messages = _check_messages(messages)
+        messages = check_messages(messages)
         payload = {"model": self.model_id, "messages": messages, "stream": False,
                    "options": self._options(max_new_tokens, temperature, top_k, top_p)}  # fmt: skip
         if tools:
@@ -643,7 +650,7 @@ class OllamaBackend(_HTTPBackend):
             if isinstance(args, str):
                 args = json.loads(args) if args.strip() else {}
             calls.append({"name": fn.get("name", ""), "arguments": args,
-                          "call_id": c.get("id") or _new_call_id()})  # fmt: skip
+                          "call_id": c.get("id") or new_call_id()})  # fmt: skip
         return ChatResult(messages, msg.get("content") or "", calls,
                           int(obj.get("prompt_eval_count", 0)), int(obj.get("eval_count", 0)),
                           latency, self.info)  # fmt: skip
@@ -715,7 +722,7 @@ class OpenAIBackend(_HTTPBackend):
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
         """``/v1/chat/completions`` with SSE streaming; errors → :class:`OpenAIError`."""
-        messages = _check_messages(messages)
+        messages = check_messages(messages)
         payload = {"model": self.model_id, "messages": messages, **self._params(**sampling)}
         key = lambda c: (c.get("delta") or {}).get("content") or ""  # noqa: E731
         return self._stream("/chat/completions", payload, key, json.dumps(messages))
@@ -723,7 +730,7 @@ class OpenAIBackend(_HTTPBackend):
     def chat_with_tools(self, messages, tools=None, *, max_new_tokens=256, temperature=0.0,
                         top_k=None, top_p=None) -> ChatResult:  # fmt: skip
         """``/v1/chat/completions`` with ``tools`` (native ``tool_calls``) → :class:`ChatResult`."""
-        messages = _check_messages(messages)
+        messages = check_messages(messages)
         payload = {"model": self.model_id, "messages": messages,
                    **self._params(max_new_tokens, temperature, top_k, top_p)}  # fmt: skip
         if tools:
@@ -743,7 +750,7 @@ class OpenAIBackend(_HTTPBackend):
             except ValueError as e:
                 raise OpenAIError(f"tool call arguments are not JSON: {fn!r}") from e
             calls.append({"name": fn.get("name", ""), "arguments": args,
-                          "call_id": c.get("id") or _new_call_id()})  # fmt: skip
+                          "call_id": c.get("id") or new_call_id()})  # fmt: skip
         usage = obj.get("usage") or {}
         return ChatResult(messages, msg.get("content") or "", calls,
                           int(usage.get("prompt_tokens", 0)),
@@ -815,7 +822,7 @@ class TransformersBackend(Backend):
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
         """The tokenizer's chat template + ``model.generate``; the reply as a :class:`TextStream`."""
-        messages = _check_messages(messages)
+        messages = check_messages(messages)
         text = self.tokenizer.apply_chat_template(messages, tokenize=False,
                                                   add_generation_prompt=True)  # fmt: skip
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
@@ -869,7 +876,7 @@ class LlamaCppBackend(Backend):
 
     def stream_chat(self, messages: list[dict[str, Any]], **sampling: Any) -> TextStream:
         """``Llama.create_chat_completion`` with the GGUF's own template, one token per piece."""
-        messages = _check_messages(messages)
+        messages = check_messages(messages)
         chunks = self.llm.create_chat_completion(messages=messages, stream=True,
                                                  **self._kw(**sampling))  # fmt: skip
         key = lambda c: (c.get("delta") or {}).get("content") or ""  # noqa: E731

@@ -31,6 +31,7 @@ from fastapi import Request as HTTPRequest
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from g2c.inference.backends import new_call_id
 from g2c.serve import assistant_api
 from g2c.serve._common import (
     APIError,
@@ -168,7 +169,7 @@ def _sse(obj: Any) -> str:
 
 
 def _tool_call_obj(call: dict[str, Any], index: int | None = None) -> dict[str, Any]:
-    obj = {"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+    obj = {"id": new_call_id(), "type": "function",
            "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}  # fmt: skip
     return obj if index is None else {"index": index, **obj}
 

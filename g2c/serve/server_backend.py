@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from g2c.inference import TOOL_CALL_OPEN, BackendInfo, ChatResult, Request, TextStream
-from g2c.inference.backends import Backend
+from g2c.inference.backends import Backend, check_messages, new_call_id
 from g2c.serve._common import (
     APIError,
     ServerState,
@@ -230,7 +229,7 @@ class ServerBackend(Backend):
 
         def finish(text: str, latency: float, ttft: float | None) -> ChatResult:
             call = found["call"]
-            calls = [] if call is None else [{**call, "call_id": "call_" + uuid.uuid4().hex[:24]}]
+            calls = [] if call is None else [{**call, "call_id": new_call_id()}]
             return ChatResult(messages, found["content"], calls, ticket.prompt_tokens,
                               ticket.completion_tokens, latency, self.info)  # fmt: skip
 
@@ -238,35 +237,9 @@ class ServerBackend(Backend):
         stream.ticket = ticket
         return stream
 
-    def chat_with_tools(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None = None,
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        tool_choice: str = "auto",
-    ) -> ChatResult:
-        """One turn that may call one of ``tools`` (OpenAI function format); ``tool_choice``
-        "auto", "required" or "none". Stopped by the client: the text so far, no call."""
-        stream = self.stream_chat_with_tools(
-            messages, tools, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_k=top_k, top_p=top_p, tool_choice=tool_choice)  # fmt: skip
-        stream.text()
-        return stream.result
-
 
 def _check(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
-    out = []
-    for n, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ValueError(f"messages[{n}] must be a dict with a 'role' string, got {m!r}")
-        content = m.get("content")
-        if content is not None and not isinstance(content, str):
-            raise ValueError(f"messages[{n}]['content'] must be a string")
-        out.append({"role": m["role"], "content": content or ""})
-    return out
+    """``check_messages``, keeping only each message's role and content (text)."""
+    return [
+        {"role": m["role"], "content": m.get("content") or ""} for m in check_messages(messages)
+    ]
