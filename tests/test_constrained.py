@@ -26,6 +26,7 @@ from g2c.inference.constrained import (
     tool_call_segments,
 )
 from g2c.sampling import sample_next_token
+from g2c.sampling.json_constrained import step_bytes
 from g2c.tokenizer import BPETokenizer
 from g2c.transformer import TransformerLM
 
@@ -134,14 +135,9 @@ def _random_walk(state, vocab, rng: random.Random, n: int) -> list:
     for _ in range(n):
         nxt = []
         for tb in vocab:
-            if tb:
-                s = state
-                for b in tb:
-                    s = step_segments(s, b)
-                    if s is None:
-                        break
-                if s is not None:
-                    nxt.append(s)
+            s = step_bytes(state, tb, step_segments) if tb else None
+            if s is not None:
+                nxt.append(s)
         if not nxt:
             break
         state = rng.choice(nxt)

@@ -389,6 +389,8 @@ class _FusedQKV:
         self.b: torch.Tensor | None = None
 
     def get(self, projs: tuple[Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if torch.compiler.is_compiling() and self.W is not None:
+            return self.W, self.b  # inside a compiled graph: built before tracing, guarded by id
         tensors = [p.W for p in projs] + [p.b for p in projs if p.b is not None]
         key = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
         if key != self.key:
@@ -504,10 +506,7 @@ class MultiHeadAttention(Module):
             cache = self.__dict__.get("_qkv_cache")
             if cache is None:
                 cache = self.__dict__["_qkv_cache"] = _FusedQKV()
-            if torch.compiler.is_compiling() and cache.W is not None:
-                W, b = cache.W, cache.b  # a compiled graph: built before tracing, guarded by id
-            else:
-                W, b = cache.get(projs)
+            W, b = cache.get(projs)
         qkv = F.linear(x, W.T, b)  # (B, T, D + 2·kv_dim)
         kv_dim = self.num_kv_heads * self.head_dim
         return qkv.split((self.embedding_dim, kv_dim, kv_dim), dim=-1)

@@ -86,12 +86,11 @@ class CompiledDecoder:
         check_compilable(model)
         self.model = model
         self.backend = backend
+        weight = model.token_embed.weight
+        x = torch.zeros(1, 1, weight.shape[1], dtype=weight.dtype, device=weight.device)
         with torch.no_grad():  # build each attention's fused Q/K/V weight before tracing
             for block in model.blocks:
-                attn = block.attn
-                x = torch.zeros(1, 1, attn.embedding_dim, dtype=model.token_embed.weight.dtype,
-                                device=model.token_embed.weight.device)  # fmt: skip
-                attn._project(x)
+                block.attn._project(x)
         # static shapes except the number of cache columns in use (marked dynamic per call):
         # one graph per number of rows in use, each serving every step
         # dynamo keeps compiled graphs per code object: a private copy of decode_forward's code

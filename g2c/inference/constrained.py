@@ -58,7 +58,15 @@ from typing import Any
 import torch
 
 from g2c.inference._vocab_trie import TokenSet, VocabIndex, VocabTrie, vocab_index
-from g2c.sampling.json_constrained import END, N_DOT, N_EXP, VALUE, completion, step
+from g2c.sampling.json_constrained import (
+    END,
+    N_DOT,
+    N_EXP,
+    VALUE,
+    completion,
+    step,
+    step_bytes,
+)
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -411,11 +419,7 @@ class SegmentConstraint:
         for i, tb in enumerate(self.vocab_bytes):
             if not tb:
                 continue
-            s = state
-            for b in tb:
-                s = step_segments(s, b)
-                if s is None:
-                    break
+            s = step_bytes(state, tb, step_segments)
             if s is not None:
                 valid[i] = True
                 costs[i] = cost(s)

@@ -236,6 +236,16 @@ class JsonPrefixAutomaton:
         return self.state[0] == END
 
 
+def step_bytes(state: Any, data: bytes, step_fn: Any = step) -> Any:
+    """The state after feeding ``data`` byte by byte through ``step_fn`` (default :func:`step`;
+    any ``(state, byte) -> state | None``), or None as soon as a byte is refused."""
+    for b in data:
+        state = step_fn(state, b)
+        if state is None:
+            return None
+    return state
+
+
 def allowed_token_mask(
     automaton_state: JsonPrefixAutomaton | State, vocab_bytes: Sequence[bytes | None]
 ) -> torch.Tensor:
@@ -253,12 +263,7 @@ def allowed_token_mask(
     mask = torch.zeros(len(vocab_bytes), dtype=torch.bool)
     for i, tb in enumerate(vocab_bytes):
         if tb:
-            s = state
-            for b in tb:
-                s = step(s, b)
-                if s is None:
-                    break
-            mask[i] = s is not None
+            mask[i] = step_bytes(state, tb) is not None
     return mask
 
 
@@ -356,11 +361,7 @@ def _mask_and_cost(state: State, vocab_bytes: Sequence[bytes | None]):
     for i, tb in enumerate(vocab_bytes):
         if not tb:
             continue
-        s = state
-        for b in tb:
-            s = step(s, b)
-            if s is None:
-                break
+        s = step_bytes(state, tb)
         if s is not None:
             valid[i] = True
             cost[i] = len(completion(s))
