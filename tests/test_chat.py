@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import save_tiny_run
 
 from g2c.artifacts import RUN_FORMAT, write_manifest
 from g2c.cli import chat as cli_chat
@@ -62,14 +63,8 @@ def long_run(tok, tmp_path_factory) -> Path:
     """A 512-token context and no end-of-turn token ever: replies run to max_new_tokens."""
     gen = torch.Generator().manual_seed(0)
     m = TransformerLM(tok.vocab_size, 16, 2, 2, 512, generator=gen).eval()
-    with torch.no_grad():
-        for name in ("<|end|>", "<|endoftext|>"):
-            m.head_bias[tok.special_to_id[name]] = -1e4
-    run = tmp_path_factory.mktemp("chat") / "long"
-    m.save_pretrained(run)
-    tok.save(run / "tokenizer.json")
-    write_manifest(run, RUN_FORMAT, name="TinyChat-long", family="TinyChat", num_parameters=1)
-    return run
+    return save_tiny_run(tmp_path_factory.mktemp("chat") / "long", m, tok, name="TinyChat-long",
+                         family="TinyChat", never_end=("<|end|>", "<|endoftext|>"))  # fmt: skip
 
 
 def _session(model, tok, **kw) -> ChatSession:

@@ -7,17 +7,19 @@ agent's ScriptedBackend as the model, everything else (assistant, tools, termina
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import save_tiny_run
 
-from g2c.artifacts import RUN_FORMAT, write_manifest
 from g2c.tokenizer import BPETokenizer
 from g2c.transformer import TransformerLM
 
@@ -37,14 +39,9 @@ def run_dir(tmp_path_factory) -> Path:
     tok.train_fast(TEXT, tok.base_vocab_size + 40)
     model = TransformerLM(tok.vocab_size, 128, 4, 4, 4096,
                           generator=torch.Generator().manual_seed(0)).eval()  # fmt: skip
-    with torch.no_grad():  # never ends a turn by itself: Ctrl-C has a long answer to stop
-        for name in ("<|end|>", "<|endoftext|>"):
-            model.head_bias[tok.special_to_id[name]] = -1e4
-    run = tmp_path_factory.mktemp("term") / "run"
-    model.save_pretrained(run)
-    tok.save(run / "tokenizer.json")
-    write_manifest(run, RUN_FORMAT, name="TinyTerm-0K", family="TinyChat", num_parameters=1)
-    return run
+    # never ends a turn by itself: Ctrl-C has a long answer to stop
+    return save_tiny_run(tmp_path_factory.mktemp("term") / "run", model, tok, name="TinyTerm-0K",
+                         family="TinyChat", never_end=("<|end|>", "<|endoftext|>"))  # fmt: skip
 
 
 def _spawn(args: list[str], tmp_path: Path):
@@ -68,6 +65,20 @@ def _log(child, tmp_path: Path) -> str:
     return ANSI.sub("", (tmp_path / "terminal.log").read_text(encoding="utf-8"))[-3000:]
 
 
+@contextlib.contextmanager
+def _driving(child, tmp_path: Path) -> Iterator[None]:
+    """Drive ``child`` inside: a pexpect timeout or EOF fails the test with what the terminal
+    showed; the child is closed either way."""
+    try:
+        yield
+    except pexpect.ExceptionPexpect as exc:
+        raise AssertionError(
+            f"{type(exc).__name__}; the terminal showed:\n{_log(child, tmp_path)}"
+        ) from None
+    finally:
+        child.close()
+
+
 def _say(child, line: str) -> str:
     """Type ``line`` + Enter; the terminal's output up to the next prompt, without colours."""
     child.sendline(line)
@@ -80,7 +91,7 @@ def test_terminal_chat_streams_lists_resumes_saves_and_survives_ctrl_c(run_dir, 
 
     child = _spawn(["-m", "g2c", "chat", str(run_dir), "--no-tools", "--system", "Be brief.",
                     "--threads", "1", "--max-tokens", "12"], tmp_path)  # fmt: skip
-    try:
+    with _driving(child, tmp_path):
         out = _say(child, "hello there")  # streamed, then the dim stats line
         assert re.search(r"\[12 tokens, [0-9.]+ s", out), out
         out = _say(child, "/list")
@@ -117,12 +128,6 @@ def test_terminal_chat_streams_lists_resumes_saves_and_survives_ctrl_c(run_dir, 
         child.expect_exact(PROMPT)
         child.sendline("/exit")
         child.expect(pexpect.EOF, timeout=20)
-    except pexpect.ExceptionPexpect as exc:
-        raise AssertionError(
-            f"{type(exc).__name__}; the terminal showed:\n{_log(child, tmp_path)}"
-        ) from None
-    finally:
-        child.close()
     assert child.exitstatus == 0, ANSI.sub("", child.before or "")
     assert "hello there" in (tmp_path / "first.md").read_text()
     store = ConversationStore(tmp_path / "conversations.sqlite")
@@ -156,7 +161,7 @@ def test_terminal_shows_tool_calls_collapsed_markdown_rendered_details_expand(tm
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)
     child = _spawn([str(launcher), "chat", "scripted", "--threads", "1"], tmp_path)
-    try:
+    with _driving(child, tmp_path):
         out = _say(child, "What is 2+2?")
         assert "⚙ calculator(expression='2+2') → 4" in out, out
         assert "The sum is 4, computed with calculator." in out  # Markdown rendered, no **
@@ -167,10 +172,4 @@ def test_terminal_shows_tool_calls_collapsed_markdown_rendered_details_expand(tm
         assert "tools on (native)" in out and "calculator" in out and "run_python" in out
         child.sendeof()  # Ctrl-D leaves
         child.expect(pexpect.EOF, timeout=20)
-    except pexpect.ExceptionPexpect as exc:
-        raise AssertionError(
-            f"{type(exc).__name__}; the terminal showed:\n{_log(child, tmp_path)}"
-        ) from None
-    finally:
-        child.close()
     assert child.exitstatus == 0

@@ -20,8 +20,8 @@ import httpx
 import jsonschema
 import pytest
 import torch
+from tiny_runs import save_tiny_run
 
-from g2c.artifacts import RUN_FORMAT, write_manifest
 from g2c.cli import main
 from g2c.inference import Engine, OllamaBackend, OpenAIBackend
 from g2c.serve import check_bind, create_app, default_model_id
@@ -66,13 +66,8 @@ def run_dir(tmp_path_factory) -> Path:
         tok.vocab_size, 32, 2, 4, 1024, positional="rope", norm="rmsnorm", mlp="swiglu",
         num_kv_heads=2, generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
-    with torch.no_grad():
-        model.head_bias[tok.special_to_id["<|end|>"]] = -1e4  # never ends by itself
-    run = tmp_path_factory.mktemp("serve") / "tiny"
-    model.save_pretrained(run)
-    tok.save(run / "tokenizer.json")
-    write_manifest(run, RUN_FORMAT, name="Tiny-0K", family="Tiny", num_parameters=1)
-    return run
+    return save_tiny_run(tmp_path_factory.mktemp("serve") / "tiny", model, tok, name="Tiny-0K",
+                         never_end=("<|end|>",))  # fmt: skip
 
 
 @pytest.fixture(scope="module")

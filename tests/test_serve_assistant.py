@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import torch
+from tiny_runs import save_tiny_run
 
-from g2c.artifacts import RUN_FORMAT, write_manifest
 from g2c.assistant import Assistant, AssistantConfig, ConversationStore, build_assistant
 from g2c.inference import Backend, BackendInfo, ChatResult, Engine, TextStream
 from g2c.serve import create_app
@@ -107,13 +107,8 @@ def loaded(tmp_path_factory):
     tok.train_fast(TEXT, tok.base_vocab_size + 40)
     model = TransformerLM(tok.vocab_size, 32, 2, 4, 512, positional="rope", norm="rmsnorm",
                           mlp="swiglu", generator=torch.Generator().manual_seed(0))  # fmt: skip
-    with torch.no_grad():
-        model.head_bias[tok.special_to_id["<|end|>"]] = -1e4  # never ends by itself
     run = tmp_path_factory.mktemp("webchat") / "tiny"
-    model.save_pretrained(run)
-    tok.save(run / "tokenizer.json")
-    write_manifest(run, RUN_FORMAT, name="Tiny-0K", family="Tiny", num_parameters=1)
-    return load_model(run)
+    return load_model(save_tiny_run(run, model, tok, name="Tiny-0K", never_end=("<|end|>",)))
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import torch
+from tiny_runs import save_tiny_run
 
-from g2c.artifacts import RUN_FORMAT, write_manifest
 from g2c.assistant import Assistant, AssistantConfig, ConversationStore
 from g2c.inference import Backend, BackendInfo, ChatResult, TextStream
 from g2c.serve import create_app
@@ -115,11 +115,8 @@ def loaded(tmp_path_factory):
     tok.train_fast("hello there, the cat sat on the mat.\n" * 8, tok.base_vocab_size + 20)
     model = TransformerLM(tok.vocab_size, 32, 2, 4, 256, positional="rope", norm="rmsnorm",
                           mlp="swiglu", generator=torch.Generator().manual_seed(0))  # fmt: skip
-    run = tmp_path_factory.mktemp("webui") / "tiny"
-    model.save_pretrained(run)
-    tok.save(run / "tokenizer.json")
-    write_manifest(run, RUN_FORMAT, name="Tiny-0K", family="Tiny", num_parameters=1)
-    return load_model(run)
+    return load_model(save_tiny_run(tmp_path_factory.mktemp("webui") / "tiny", model, tok,
+                                    name="Tiny-0K"))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
