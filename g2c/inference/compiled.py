@@ -91,8 +91,7 @@ class CompiledDecoder:
         with torch.no_grad():  # build each attention's fused Q/K/V weight before tracing
             for block in model.blocks:
                 block.attn._project(x)
-        # static shapes except the number of cache columns in use (marked dynamic per call):
-        # one graph per number of rows in use, each serving every step
+        # static shapes except the rows and cache columns in use (marked dynamic per call);
         # dynamo keeps compiled graphs per code object: a private copy of decode_forward's code
         # gives each decoder (each model) its own graphs and guards, never another model's
         code = decode_forward.__code__.replace(co_name=f"decode_forward_{next(_DECODERS)}")

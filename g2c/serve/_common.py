@@ -340,9 +340,9 @@ def embedding_rows(engine: Engine, inputs: Any, *, truncate: bool, where: str) -
 
 
 async def embed(state: ServerState, rows: list[list[int]]) -> list[list[float]]:
-    """``embed_ids`` on the scheduler thread, awaited."""
+    """``Engine.embed`` on the scheduler thread, awaited."""
     try:
-        fut = state.scheduler.run_exclusive(lambda: embed_ids(state.engine, rows))
+        fut = state.scheduler.run_exclusive(lambda: state.engine.embed(rows))
     except SchedulerClosed as e:
         raise APIError(503, str(e), code="shutting_down", headers={"Retry-After": "5"}) from None
     return await asyncio.wrap_future(fut)
